@@ -1,0 +1,43 @@
+# Two commands on a fresh machine: `make discover` and `make test`.  Both create .venv and
+# install the pinned set (constraints.txt) first; nothing else needs to be started by hand.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+# Quiet TensorFlow's C++ start-up chatter; errors still show.
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: setup test test-fast discover bench lint lock clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -rs
+
+# The fast set alone (no end-to-end tests): for the edit-test loop.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+discover: $(STAMP)
+	$(BIN)/lionforge discover --gin_file gin/quickstart.gin
+
+bench: $(STAMP)
+	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+lint: $(STAMP)
+	$(BIN)/ruff check ops pipeline flows tests benchmarks
+
+# Re-resolve the pinned set (run on the CI machine's Python, 3.11).
+lock:
+	rm -rf /tmp/lionforge-lock && $(PYTHON) -m venv /tmp/lionforge-lock
+	/tmp/lionforge-lock/bin/pip install --quiet -e '.[dev]'
+	/tmp/lionforge-lock/bin/pip freeze --exclude-editable > constraints.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache mlflow.db mlruns

@@ -1,0 +1,102 @@
+"""The op registry: the one place an op exists.
+
+Every op is declared once, as an :class:`Op`, with its NumPy and TensorFlow implementations.
+The parser, printer, executors, abstract interpreter, mutator and evaluator all read this
+table; none keeps a list of its own.
+
+Shape rules (``Op.shape``):
+
+* ``ELEMENTWISE`` - broadcasts its arguments (a scalar with a tensor gives a tensor).
+* ``REDUCE`` - reduces its tensor arguments to a scalar.
+* ``CONST`` - takes no arguments and gives a scalar.
+
+Reductions take a keyword ``axis``: ``None`` (reduce everything, the per-tensor case) or a
+tuple of axes, in which case the reduced axes are kept (``keepdims``) so the result
+broadcasts against a population-batched tensor of shape ``[P, ...]``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+__all__ = ["Op", "Shape", "OpRegistry"]
+
+
+class Shape(enum.Enum):
+    ELEMENTWISE = "elementwise"
+    REDUCE = "reduce"
+    CONST = "const"
+
+
+@dataclass(frozen=True)
+class Op:
+    """One building block of an optimizer program.
+
+    Attributes:
+        name: the name used in program text, ``x = name(a, b)``.
+        arity: the number of arguments.
+        shape: how the result's shape follows from the arguments' shapes.
+        np_fn: NumPy implementation, on float32 arrays (reductions take ``axis=``).
+        tf_fn: TensorFlow implementation, same contract.
+        const_ok: for each argument, whether it may be a float literal.
+        infix: the operator symbol when the op prints as ``a <sym> b`` (``+ - * /``).
+        doc: one line stating the math, guards included.
+        aliases: other names the parser accepts (printed back as ``name``).
+        axis_arg: the implementations reduce internally and take ``axis=`` (see module doc).
+    """
+
+    name: str
+    arity: int
+    shape: Shape
+    np_fn: Callable = field(repr=False, compare=False)
+    tf_fn: Callable = field(repr=False, compare=False)
+    const_ok: tuple[bool, ...] = ()
+    infix: str | None = None
+    doc: str = ""
+    aliases: tuple[str, ...] = ()
+    axis_arg: bool = False
+
+    def __post_init__(self) -> None:
+        if len(self.const_ok) != self.arity:
+            raise ValueError(
+                f"op {self.name!r}: const_ok has {len(self.const_ok)} entries, arity is {self.arity}"
+            )
+
+
+class OpRegistry(Mapping[str, Op]):
+    """An immutable name -> Op table that also resolves aliases and infix symbols."""
+
+    def __init__(self, ops: list[Op]):
+        self._ops: dict[str, Op] = {}
+        self._lookup: dict[str, Op] = {}
+        self._infix: dict[str, Op] = {}
+        for op in ops:
+            for key in (op.name, *op.aliases):
+                if key in self._lookup:
+                    raise ValueError(f"op name {key!r} declared twice")
+                self._lookup[key] = op
+            self._ops[op.name] = op
+            if op.infix is not None:
+                self._infix[op.infix] = op
+
+    def __getitem__(self, name: str) -> Op:
+        return self._ops[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ops)
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def resolve(self, name: str) -> Op | None:
+        """The op a name or alias refers to, or None."""
+        return self._lookup.get(name)
+
+    def by_infix(self, symbol: str) -> Op | None:
+        return self._infix.get(symbol)
+
+    @property
+    def infix_symbols(self) -> tuple[str, ...]:
+        return tuple(self._infix)

@@ -1,0 +1,252 @@
+"""Declarations of every op: the 45 functions of the Lion search space plus ``interp``/``clip``.
+
+Semantics are total on the reals and finite wherever the math allows, so a mutated program
+rarely produces NaN by accident (it still may, e.g. ``inf - inf``; the evaluator scores that
+as worst):
+
+* a denominator smaller than ``EPS`` in magnitude is replaced by ``EPS`` with its sign, so
+  division never divides by zero and is exact everywhere else;
+* ``log*`` and ``sqrt`` act on ``|x|`` (``log`` floors ``|x|`` at ``TINY``);
+* inverse trig and hyperbolic functions clip their argument into the domain;
+* exponentials clip their argument so the result stays below float32's maximum;
+* reductions and ``cosine_sim`` guard their denominators with ``EPS``.
+
+``global_norm`` is per tensor here (a program sees one variable at a time): it is the RMS
+norm ``sqrt(mean(x^2))``, the size-independent sibling of ``norm``; ``clip_by_global_norm``
+clips by that same RMS norm.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from ops.registry import Op, OpRegistry, Shape
+
+EPS = 1e-8
+TINY = 1e-30
+EXP_MAX = 88.0  # exp(88) ~ 1.65e38 < float32 max
+EXP2_MAX = 127.0
+EXP10_MAX = 38.0
+ATANH_MAX = 1.0 - 1e-6
+
+E, P, R = Shape.ELEMENTWISE, Shape.REDUCE, Shape.CONST
+F32 = np.float32
+
+
+# ---- helpers shared by the NumPy and TF sides --------------------------------------------
+
+def _np_div(a, b):
+    b = np.asarray(b, F32)
+    guard = np.where(b >= 0, F32(EPS), F32(-EPS))
+    return np.asarray(a, F32) / np.where(np.abs(b) < EPS, guard, b)
+
+
+def _tf_div(a, b):
+    if isinstance(b, float):  # a literal denominator (the TF executor passes Python floats)
+        return a / (b if abs(b) >= EPS else (EPS if b >= 0 else -EPS))
+    guard = tf.where(b >= 0, tf.constant(EPS, b.dtype), tf.constant(-EPS, b.dtype))
+    return a / tf.where(tf.abs(b) < EPS, guard, b)
+
+
+def _np_sum(x, axis):
+    if axis is None:
+        return np.sum(x, dtype=F32)
+    return np.sum(x, axis=axis, keepdims=True, dtype=F32)
+
+
+def _tf_sum(x, axis):
+    if axis is None:
+        return tf.reduce_sum(x)
+    return tf.reduce_sum(x, axis=axis, keepdims=True)
+
+
+def _np_mean(x, axis):
+    if axis is None:
+        return np.mean(x, dtype=F32)
+    return np.mean(x, axis=axis, keepdims=True, dtype=F32)
+
+
+def _tf_mean(x, axis):
+    if axis is None:
+        return tf.reduce_mean(x)
+    return tf.reduce_mean(x, axis=axis, keepdims=True)
+
+
+def _np_norm(x, axis=None):
+    return np.sqrt(_np_sum(np.square(x), axis))
+
+
+def _tf_norm(x, axis=None):
+    return tf.sqrt(_tf_sum(tf.square(x), axis))
+
+
+def _np_rms(x, axis=None):
+    return np.sqrt(_np_mean(np.square(x), axis))
+
+
+def _tf_rms(x, axis=None):
+    return tf.sqrt(_tf_mean(tf.square(x), axis))
+
+
+def _np_dot(x, y, axis=None):
+    return _np_sum(np.asarray(x, F32) * np.asarray(y, F32), axis)
+
+
+def _tf_dot(x, y, axis=None):
+    return _tf_sum(x * y, axis)
+
+
+def _np_cosine(x, y, axis=None):
+    return _np_dot(x, y, axis) / (_np_norm(x, axis) * _np_norm(y, axis) + F32(EPS))
+
+
+def _tf_cosine(x, y, axis=None):
+    return _tf_dot(x, y, axis) / (_tf_norm(x, axis) * _tf_norm(y, axis) + EPS)
+
+
+def _np_clip_gn(x, c, axis=None):
+    scale = np.minimum(F32(1.0), np.abs(c) / (_np_rms(x, axis) + F32(EPS)))
+    return np.asarray(x, F32) * scale
+
+
+def _tf_clip_gn(x, c, axis=None):
+    scale = tf.minimum(1.0, tf.abs(c) / (_tf_rms(x, axis) + EPS))
+    return x * scale
+
+
+def _np_log(x, fn):
+    return fn(np.maximum(np.abs(x), F32(TINY)))
+
+
+def _tf_log(x, fn):
+    return fn(tf.maximum(tf.abs(x), TINY))
+
+
+_LN10 = math.log(10.0)
+_LN2 = math.log(2.0)
+
+
+def _const(value: float) -> tuple:
+    return (lambda: F32(value)), (lambda: tf.constant(value, tf.float32))
+
+
+def _unary(name, np_fn, tf_fn, doc, aliases=()):
+    return Op(name, 1, E, np_fn, tf_fn, (False,), doc=doc, aliases=aliases)
+
+
+def _binary(name, np_fn, tf_fn, doc, infix=None, const_ok=(True, True), aliases=()):
+    return Op(name, 2, E, np_fn, tf_fn, const_ok, infix=infix, doc=doc, aliases=aliases)
+
+
+# ---- the table ---------------------------------------------------------------------------
+
+_OPS: list[Op] = [
+    # constants
+    Op("pi", 0, R, *_const(math.pi), (), doc="3.14159..."),
+    Op("e", 0, R, *_const(math.e), (), doc="2.71828..."),
+    Op("eps", 0, R, *_const(EPS), (), doc="1e-8, the division guard"),
+    # arithmetic (infix)
+    _binary("add", np.add, tf.add, "a + b", infix="+"),
+    _binary("sub", np.subtract, tf.subtract, "a - b", infix="-"),
+    _binary("mul", np.multiply, tf.multiply, "a * b", infix="*"),
+    _binary("div", _np_div, _tf_div, "a / b, with |b| < eps replaced by eps*sign(b)", infix="/"),
+    _binary("max", np.maximum, tf.maximum, "elementwise maximum"),
+    _binary("min", np.minimum, tf.minimum, "elementwise minimum"),
+    _binary(
+        "power",
+        lambda x, y: np.power(np.maximum(np.abs(x), F32(TINY)), y),
+        lambda x, y: tf.pow(tf.maximum(tf.abs(x), TINY), y),
+        "max(|x|, 1e-30) ** y",
+    ),
+    # unary
+    _unary("abs", np.abs, tf.abs, "|x|"),
+    _unary("negative", np.negative, tf.negative, "-x"),
+    _unary("invert", lambda x: F32(1.0) - x, lambda x: 1.0 - x, "1 - x"),
+    _unary("reciprocal", lambda x: _np_div(F32(1.0), x), lambda x: _tf_div(1.0, x), "1 / x, guarded"),
+    _unary("square", np.square, tf.square, "x^2"),
+    _unary("cube", lambda x: x * x * x, lambda x: x * x * x, "x^3"),
+    _unary("sqrt", lambda x: np.sqrt(np.abs(x)), lambda x: tf.sqrt(tf.abs(x)), "sqrt(|x|)"),
+    _unary(
+        "cbrt",
+        np.cbrt,
+        lambda x: tf.sign(x) * tf.pow(tf.abs(x), 1.0 / 3.0),
+        "real cube root",
+    ),
+    _unary("sign", np.sign, tf.sign, "-1, 0 or 1"),
+    _unary(
+        "exp",
+        lambda x: np.exp(np.minimum(x, F32(EXP_MAX))),
+        lambda x: tf.exp(tf.minimum(x, EXP_MAX)),
+        "exp(min(x, 88))",
+    ),
+    _unary(
+        "exp2",
+        lambda x: np.exp2(np.minimum(x, F32(EXP2_MAX))),
+        lambda x: tf.pow(2.0, tf.minimum(x, EXP2_MAX)),
+        "2^min(x, 127)",
+    ),
+    _unary(
+        "exp10",
+        lambda x: np.power(F32(10.0), np.minimum(x, F32(EXP10_MAX))),
+        lambda x: tf.pow(10.0, tf.minimum(x, EXP10_MAX)),
+        "10^min(x, 38)",
+    ),
+    _unary(
+        "expm1",
+        lambda x: np.expm1(np.minimum(x, F32(EXP_MAX))),
+        lambda x: tf.math.expm1(tf.minimum(x, EXP_MAX)),
+        "exp(min(x, 88)) - 1",
+    ),
+    _unary("log", lambda x: _np_log(x, np.log), lambda x: _tf_log(x, tf.math.log),
+           "ln(max(|x|, 1e-30))"),
+    _unary("log10", lambda x: _np_log(x, np.log10),
+           lambda x: _tf_log(x, tf.math.log) / _LN10, "log10(max(|x|, 1e-30))"),
+    _unary("log2", lambda x: _np_log(x, np.log2),
+           lambda x: _tf_log(x, tf.math.log) / _LN2, "log2(max(|x|, 1e-30))"),
+    _unary("log1p", lambda x: np.log1p(np.abs(x)), lambda x: tf.math.log1p(tf.abs(x)),
+           "ln(1 + |x|)"),
+    _unary("sin", np.sin, tf.sin, "sin(x)"),
+    _unary("cos", np.cos, tf.cos, "cos(x)"),
+    _unary("tan", np.tan, tf.tan, "tan(x)"),
+    _unary("arcsin", lambda x: np.arcsin(np.clip(x, -1, 1)),
+           lambda x: tf.asin(tf.clip_by_value(x, -1.0, 1.0)), "asin(clip(x, -1, 1))"),
+    _unary("arccos", lambda x: np.arccos(np.clip(x, -1, 1)),
+           lambda x: tf.acos(tf.clip_by_value(x, -1.0, 1.0)), "acos(clip(x, -1, 1))"),
+    _unary("arctan", np.arctan, tf.atan, "atan(x)"),
+    _unary("sinh", lambda x: np.sinh(np.clip(x, -EXP_MAX, EXP_MAX)),
+           lambda x: tf.sinh(tf.clip_by_value(x, -EXP_MAX, EXP_MAX)), "sinh(clip(x, -88, 88))"),
+    _unary("cosh", lambda x: np.cosh(np.clip(x, -EXP_MAX, EXP_MAX)),
+           lambda x: tf.cosh(tf.clip_by_value(x, -EXP_MAX, EXP_MAX)), "cosh(clip(x, -88, 88))"),
+    _unary("tanh", np.tanh, tf.tanh, "tanh(x)"),
+    _unary("arcsinh", np.arcsinh, tf.asinh, "asinh(x)"),
+    _unary("arccosh", lambda x: np.arccosh(np.maximum(np.abs(x), F32(1.0))),
+           lambda x: tf.acosh(tf.maximum(tf.abs(x), 1.0)), "acosh(max(|x|, 1))"),
+    _unary("arctanh", lambda x: np.arctanh(np.clip(x, -ATANH_MAX, ATANH_MAX)),
+           lambda x: tf.atanh(tf.clip_by_value(x, -ATANH_MAX, ATANH_MAX)),
+           "atanh(clip(x, -(1-1e-6), 1-1e-6))"),
+    # reductions to a scalar
+    Op("norm", 1, P, _np_norm, _tf_norm, (False,), doc="L2 norm sqrt(sum(x^2))", axis_arg=True),
+    Op("global_norm", 1, P, _np_rms, _tf_rms, (False,), doc="RMS norm sqrt(mean(x^2))",
+       axis_arg=True),
+    Op("dot", 2, P, _np_dot, _tf_dot, (False, False), doc="sum(x * y)", axis_arg=True),
+    Op("cosine_sim", 2, P, _np_cosine, _tf_cosine, (False, False),
+       doc="dot(x, y) / (norm(x) * norm(y) + eps)", axis_arg=True),
+    # elementwise with a parameter
+    # y*a + x*(1-a): with a literal ``a`` the TF side forms 1-a in double precision, which
+    # makes seeds.lion() bit-identical to keras.optimizers.Lion (a sign can flip otherwise).
+    Op("interp", 3, E,
+       lambda x, y, a: y * a + x * (F32(1.0) - a),
+       lambda x, y, a: y * a + x * (1.0 - a),
+       (False, False, True), doc="(1 - a) * x + a * y", aliases=("interpolate",)),
+    Op("clip", 2, E,
+       lambda x, c: np.clip(x, -np.abs(c), np.abs(c)),
+       lambda x, c: tf.clip_by_value(x, -tf.abs(c), tf.abs(c)),
+       (False, True), doc="clip x to [-|c|, |c|]"),
+    Op("clip_by_global_norm", 2, E, _np_clip_gn, _tf_clip_gn, (False, True),
+       doc="x * min(1, |c| / (global_norm(x) + eps))", axis_arg=True),
+]
+
+OPS = OpRegistry(_OPS)
