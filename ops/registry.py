@@ -21,13 +21,26 @@ import enum
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["Op", "Shape", "OpRegistry"]
+__all__ = ["FastPath", "Op", "Shape", "OpRegistry"]
+
+Interval = tuple[float, float]  # (lo, hi) bounds every element of a value; +-inf = unknown
 
 
 class Shape(enum.Enum):
     ELEMENTWISE = "elementwise"
     REDUCE = "reduce"
     CONST = "const"
+
+
+@dataclass(frozen=True)
+class FastPath:
+    """A cheaper implementation that gives *identical* results when argument ``arg`` is
+    known to be ``>= at_least`` everywhere (e.g. division without its zero guard)."""
+
+    arg: int
+    at_least: float
+    np_fn: Callable = field(repr=False)
+    tf_fn: Callable = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -45,6 +58,9 @@ class Op:
         doc: one line stating the math, guards included.
         aliases: other names the parser accepts (printed back as ``name``).
         axis_arg: the implementations reduce internally and take ``axis=`` (see module doc).
+        interval: given an interval (lo, hi) per argument, an interval containing the result;
+            used by ``pipeline.ranges`` to pick ``fast`` paths. None: nothing is known.
+        fast: an unguarded implementation, valid under a bound on one argument.
     """
 
     name: str
@@ -57,11 +73,14 @@ class Op:
     doc: str = ""
     aliases: tuple[str, ...] = ()
     axis_arg: bool = False
+    interval: Callable[..., Interval] | None = field(default=None, repr=False, compare=False)
+    fast: FastPath | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.const_ok) != self.arity:
             raise ValueError(
-                f"op {self.name!r}: const_ok has {len(self.const_ok)} entries, arity is {self.arity}"
+                f"op {self.name!r}: const_ok has {len(self.const_ok)} entries, "
+                f"arity is {self.arity}"
             )
 
 

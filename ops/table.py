@@ -23,7 +23,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from ops.registry import Op, OpRegistry, Shape
+from ops.registry import FastPath, Op, OpRegistry, Shape
 
 EPS = 1e-8
 TINY = 1e-30
@@ -108,7 +108,7 @@ def _tf_cosine(x, y, axis=None):
 
 
 def _np_clip_gn(x, c, axis=None):
-    scale = np.minimum(F32(1.0), np.abs(c) / (_np_rms(x, axis) + F32(EPS)))
+    scale = np.minimum(F32(1.0), np.abs(F32(c)) / (_np_rms(x, axis) + F32(EPS)))
     return np.asarray(x, F32) * scale
 
 
@@ -133,54 +133,140 @@ def _const(value: float) -> tuple:
     return (lambda: F32(value)), (lambda: tf.constant(value, tf.float32))
 
 
-def _unary(name, np_fn, tf_fn, doc, aliases=()):
-    return Op(name, 1, E, np_fn, tf_fn, (False,), doc=doc, aliases=aliases)
+def _unary(name, np_fn, tf_fn, doc, interval=None, fast=None):
+    return Op(name, 1, E, np_fn, tf_fn, (False,), doc=doc, interval=interval, fast=fast)
 
 
-def _binary(name, np_fn, tf_fn, doc, infix=None, const_ok=(True, True), aliases=()):
-    return Op(name, 2, E, np_fn, tf_fn, const_ok, infix=infix, doc=doc, aliases=aliases)
+def _binary(name, np_fn, tf_fn, doc, infix=None, const_ok=(True, True), interval=None,
+            fast=None):
+    return Op(name, 2, E, np_fn, tf_fn, const_ok, infix=infix, doc=doc, interval=interval,
+              fast=fast)
+
+
+# ---- interval rules: (lo, hi) per argument -> (lo, hi) of the result ----------------------
+# Sound for real arithmetic; used only to pick FastPaths whose guard provably never fires.
+
+INF = math.inf
+ANY = (-INF, INF)
+
+
+def _safe(lo: float, hi: float) -> tuple[float, float]:
+    return ANY if math.isnan(lo) or math.isnan(hi) else (lo, hi)
+
+
+def _iv_add(a, b):
+    return _safe(a[0] + b[0], a[1] + b[1])
+
+
+def _iv_sub(a, b):
+    return _safe(a[0] - b[1], a[1] - b[0])
+
+
+def _iv_mul(a, b):
+    prods = [x * y for x in a for y in b]
+    return ANY if any(math.isnan(p) for p in prods) else (min(prods), max(prods))
+
+
+def _iv_div(a, b):
+    return (0.0, INF) if a[0] >= 0 and b[0] >= EPS else ANY
+
+
+def _iv_monotone(fn, lo_clip=-INF, hi_clip=INF):
+    def rule(a):
+        lo, hi = max(a[0], lo_clip), min(a[1], hi_clip)
+        return _safe(fn(lo) if lo > -INF else fn(lo_clip), fn(hi) if hi < INF else INF)
+
+    return rule
+
+
+def _iv_nonneg(a):
+    return (0.0, INF)
+
+
+def _iv_abs(a):
+    if a[0] >= 0:
+        return a
+    return (0.0, max(abs(a[0]), abs(a[1])))
+
+
+def _iv_sqrt(a):
+    return (math.sqrt(a[0]), math.sqrt(a[1]) if a[1] < INF else INF) if a[0] >= 0 else (0.0, INF)
+
+
+def _iv_square(a):
+    if a[0] >= 0:
+        return (a[0] * a[0], a[1] * a[1])
+    return (0.0, INF)
+
+
+def _iv_const(lo, hi):
+    return lambda *_: (lo, hi)
+
+
+def _iv_interp(x, y, a):
+    if 0.0 <= a[0] and a[1] <= 1.0:
+        return (min(x[0], y[0]), max(x[1], y[1]))
+    return ANY
+
+
+def _iv_clip(x, c):
+    bound = max(abs(c[0]), abs(c[1]))
+    return (max(x[0], -bound), min(x[1], bound))
+
+
+def _fast_div():
+    return FastPath(1, EPS, lambda a, b: np.asarray(a, F32) / np.asarray(b, F32), tf.divide)
 
 
 # ---- the table ---------------------------------------------------------------------------
 
 _OPS: list[Op] = [
     # constants
-    Op("pi", 0, R, *_const(math.pi), (), doc="3.14159..."),
-    Op("e", 0, R, *_const(math.e), (), doc="2.71828..."),
-    Op("eps", 0, R, *_const(EPS), (), doc="1e-8, the division guard"),
+    Op("pi", 0, R, *_const(math.pi), (), doc="3.14159...", interval=_iv_const(math.pi, math.pi)),
+    Op("e", 0, R, *_const(math.e), (), doc="2.71828...", interval=_iv_const(math.e, math.e)),
+    Op("eps", 0, R, *_const(EPS), (), doc="1e-8, the division guard",
+       interval=_iv_const(EPS, EPS)),
     # arithmetic (infix)
-    _binary("add", np.add, tf.add, "a + b", infix="+"),
-    _binary("sub", np.subtract, tf.subtract, "a - b", infix="-"),
-    _binary("mul", np.multiply, tf.multiply, "a * b", infix="*"),
-    _binary("div", _np_div, _tf_div, "a / b, with |b| < eps replaced by eps*sign(b)", infix="/"),
-    _binary("max", np.maximum, tf.maximum, "elementwise maximum"),
-    _binary("min", np.minimum, tf.minimum, "elementwise minimum"),
+    _binary("add", np.add, tf.add, "a + b", infix="+", interval=_iv_add),
+    _binary("sub", np.subtract, tf.subtract, "a - b", infix="-", interval=_iv_sub),
+    _binary("mul", np.multiply, tf.multiply, "a * b", infix="*", interval=_iv_mul),
+    _binary("div", _np_div, _tf_div, "a / b, with |b| < eps replaced by eps*sign(b)", infix="/",
+            interval=_iv_div, fast=_fast_div()),
+    _binary("max", np.maximum, tf.maximum, "elementwise maximum",
+            interval=lambda a, b: (max(a[0], b[0]), max(a[1], b[1]))),
+    _binary("min", np.minimum, tf.minimum, "elementwise minimum",
+            interval=lambda a, b: (min(a[0], b[0]), min(a[1], b[1]))),
     _binary(
         "power",
-        lambda x, y: np.power(np.maximum(np.abs(x), F32(TINY)), y),
+        lambda x, y: np.power(np.maximum(np.abs(F32(x)), F32(TINY)), F32(y)),
         lambda x, y: tf.pow(tf.maximum(tf.abs(x), TINY), y),
         "max(|x|, 1e-30) ** y",
+        interval=lambda x, y: (0.0, INF),
     ),
     # unary
-    _unary("abs", np.abs, tf.abs, "|x|"),
-    _unary("negative", np.negative, tf.negative, "-x"),
-    _unary("invert", lambda x: F32(1.0) - x, lambda x: 1.0 - x, "1 - x"),
-    _unary("reciprocal", lambda x: _np_div(F32(1.0), x), lambda x: _tf_div(1.0, x), "1 / x, guarded"),
-    _unary("square", np.square, tf.square, "x^2"),
+    _unary("abs", np.abs, tf.abs, "|x|", _iv_abs),
+    _unary("negative", np.negative, tf.negative, "-x", lambda a: (-a[1], -a[0])),
+    _unary("invert", lambda x: F32(1.0) - x, lambda x: 1.0 - x, "1 - x",
+           lambda a: _safe(1.0 - a[1], 1.0 - a[0])),
+    _unary("reciprocal", lambda x: _np_div(F32(1.0), x), lambda x: _tf_div(1.0, x),
+           "1 / x, guarded"),
+    _unary("square", np.square, tf.square, "x^2", _iv_square),
     _unary("cube", lambda x: x * x * x, lambda x: x * x * x, "x^3"),
-    _unary("sqrt", lambda x: np.sqrt(np.abs(x)), lambda x: tf.sqrt(tf.abs(x)), "sqrt(|x|)"),
+    _unary("sqrt", lambda x: np.sqrt(np.abs(x)), lambda x: tf.sqrt(tf.abs(x)), "sqrt(|x|)",
+           _iv_sqrt, FastPath(0, 0.0, np.sqrt, tf.sqrt)),
     _unary(
         "cbrt",
         np.cbrt,
         lambda x: tf.sign(x) * tf.pow(tf.abs(x), 1.0 / 3.0),
         "real cube root",
     ),
-    _unary("sign", np.sign, tf.sign, "-1, 0 or 1"),
+    _unary("sign", np.sign, tf.sign, "-1, 0 or 1", _iv_const(-1.0, 1.0)),
     _unary(
         "exp",
         lambda x: np.exp(np.minimum(x, F32(EXP_MAX))),
         lambda x: tf.exp(tf.minimum(x, EXP_MAX)),
         "exp(min(x, 88))",
+        _iv_nonneg,
     ),
     _unary(
         "exp2",
@@ -201,15 +287,15 @@ _OPS: list[Op] = [
         "exp(min(x, 88)) - 1",
     ),
     _unary("log", lambda x: _np_log(x, np.log), lambda x: _tf_log(x, tf.math.log),
-           "ln(max(|x|, 1e-30))"),
+           "ln(max(|x|, 1e-30))", fast=FastPath(0, TINY, np.log, tf.math.log)),
     _unary("log10", lambda x: _np_log(x, np.log10),
            lambda x: _tf_log(x, tf.math.log) / _LN10, "log10(max(|x|, 1e-30))"),
     _unary("log2", lambda x: _np_log(x, np.log2),
            lambda x: _tf_log(x, tf.math.log) / _LN2, "log2(max(|x|, 1e-30))"),
     _unary("log1p", lambda x: np.log1p(np.abs(x)), lambda x: tf.math.log1p(tf.abs(x)),
-           "ln(1 + |x|)"),
-    _unary("sin", np.sin, tf.sin, "sin(x)"),
-    _unary("cos", np.cos, tf.cos, "cos(x)"),
+           "ln(1 + |x|)", _iv_nonneg, FastPath(0, 0.0, np.log1p, tf.math.log1p)),
+    _unary("sin", np.sin, tf.sin, "sin(x)", _iv_const(-1.0, 1.0)),
+    _unary("cos", np.cos, tf.cos, "cos(x)", _iv_const(-1.0, 1.0)),
     _unary("tan", np.tan, tf.tan, "tan(x)"),
     _unary("arcsin", lambda x: np.arcsin(np.clip(x, -1, 1)),
            lambda x: tf.asin(tf.clip_by_value(x, -1.0, 1.0)), "asin(clip(x, -1, 1))"),
@@ -219,8 +305,9 @@ _OPS: list[Op] = [
     _unary("sinh", lambda x: np.sinh(np.clip(x, -EXP_MAX, EXP_MAX)),
            lambda x: tf.sinh(tf.clip_by_value(x, -EXP_MAX, EXP_MAX)), "sinh(clip(x, -88, 88))"),
     _unary("cosh", lambda x: np.cosh(np.clip(x, -EXP_MAX, EXP_MAX)),
-           lambda x: tf.cosh(tf.clip_by_value(x, -EXP_MAX, EXP_MAX)), "cosh(clip(x, -88, 88))"),
-    _unary("tanh", np.tanh, tf.tanh, "tanh(x)"),
+           lambda x: tf.cosh(tf.clip_by_value(x, -EXP_MAX, EXP_MAX)), "cosh(clip(x, -88, 88))",
+           _iv_const(1.0, INF)),
+    _unary("tanh", np.tanh, tf.tanh, "tanh(x)", _iv_const(-1.0, 1.0)),
     _unary("arcsinh", np.arcsinh, tf.asinh, "asinh(x)"),
     _unary("arccosh", lambda x: np.arccosh(np.maximum(np.abs(x), F32(1.0))),
            lambda x: tf.acosh(tf.maximum(tf.abs(x), 1.0)), "acosh(max(|x|, 1))"),
@@ -228,9 +315,10 @@ _OPS: list[Op] = [
            lambda x: tf.atanh(tf.clip_by_value(x, -ATANH_MAX, ATANH_MAX)),
            "atanh(clip(x, -(1-1e-6), 1-1e-6))"),
     # reductions to a scalar
-    Op("norm", 1, P, _np_norm, _tf_norm, (False,), doc="L2 norm sqrt(sum(x^2))", axis_arg=True),
+    Op("norm", 1, P, _np_norm, _tf_norm, (False,), doc="L2 norm sqrt(sum(x^2))", axis_arg=True,
+       interval=_iv_nonneg),
     Op("global_norm", 1, P, _np_rms, _tf_rms, (False,), doc="RMS norm sqrt(mean(x^2))",
-       axis_arg=True),
+       axis_arg=True, interval=_iv_nonneg),
     Op("dot", 2, P, _np_dot, _tf_dot, (False, False), doc="sum(x * y)", axis_arg=True),
     Op("cosine_sim", 2, P, _np_cosine, _tf_cosine, (False, False),
        doc="dot(x, y) / (norm(x) * norm(y) + eps)", axis_arg=True),
@@ -238,13 +326,14 @@ _OPS: list[Op] = [
     # y*a + x*(1-a): with a literal ``a`` the TF side forms 1-a in double precision, which
     # makes seeds.lion() bit-identical to keras.optimizers.Lion (a sign can flip otherwise).
     Op("interp", 3, E,
-       lambda x, y, a: y * a + x * (F32(1.0) - a),
        lambda x, y, a: y * a + x * (1.0 - a),
-       (False, False, True), doc="(1 - a) * x + a * y", aliases=("interpolate",)),
+       lambda x, y, a: y * a + x * (1.0 - a),
+       (False, False, True), doc="(1 - a) * x + a * y", aliases=("interpolate",),
+       interval=_iv_interp),
     Op("clip", 2, E,
-       lambda x, c: np.clip(x, -np.abs(c), np.abs(c)),
+       lambda x, c: np.clip(x, -np.abs(F32(c)), np.abs(F32(c))),
        lambda x, c: tf.clip_by_value(x, -tf.abs(c), tf.abs(c)),
-       (False, True), doc="clip x to [-|c|, |c|]"),
+       (False, True), doc="clip x to [-|c|, |c|]", interval=_iv_clip),
     Op("clip_by_global_norm", 2, E, _np_clip_gn, _tf_clip_gn, (False, True),
        doc="x * min(1, |c| / (global_norm(x) + eps))", axis_arg=True),
 ]

@@ -18,15 +18,29 @@ import numpy as np
 
 from ops import OPS
 from pipeline.program import OUTPUT, Program
+from pipeline.ranges import fast_statements
 
-__all__ = ["Backend", "NUMPY", "tensorflow_backend", "run_step", "numpy_step", "tf_step"]
+__all__ = [
+    "Backend",
+    "NUMPY",
+    "numpy_step",
+    "run_step",
+    "run_step_constants",
+    "step_constant_statements",
+    "tensorflow_backend",
+    "tf_step",
+]
 
 
 @dataclass(frozen=True)
 class Backend:
+    """How one framework runs ops. Literals reach ops as Python floats in both backends, so
+    a formula such as interp's ``1 - a`` is formed in double precision, then rounded once."""
+
     name: str
     fn: Callable[[Any], Callable]  # Op -> implementation
-    const: Callable[[float, Any], Any]  # (value, dtype) -> what an op receives for a literal
+    fast: Callable[[Any], Callable]  # FastPath -> implementation
+    result: Callable[[Any, Any], Any]  # (op output, like) -> value in like's dtype
     broadcast: Callable[[Any, Any], Any]  # (value, like) -> value with like's shape
 
 
@@ -37,7 +51,9 @@ def _np_broadcast(x, like):
 NUMPY = Backend(
     "numpy",
     fn=lambda op: op.np_fn,
-    const=lambda v, dtype: np.asarray(v, dtype=dtype or np.float32),
+    fast=lambda path: path.np_fn,
+    # NumPy promotes to float64 when a Python scalar meets a NumPy scalar; keep float32.
+    result=lambda x, like: np.asarray(x, like.dtype),
     broadcast=_np_broadcast,
 )
 
@@ -48,16 +64,54 @@ def tensorflow_backend() -> Backend:
     import tensorflow as tf
 
     def broadcast(x, like):
-        return tf.broadcast_to(tf.cast(x, like.dtype), tf.shape(like))
+        x = tf.cast(x, like.dtype)
+        if x.shape.is_fully_defined() and x.shape == like.shape:
+            return x  # statically the right shape already: no op in the graph
+        return tf.broadcast_to(x, tf.shape(like))
 
     return Backend(
         "tensorflow",
         fn=lambda op: op.tf_fn,
-        # Literals stay Python floats: TF converts them to the other argument's dtype (so
-        # float16 variables work) and formulas like interp's 1-a are formed in double.
-        const=lambda v, dtype: v,
+        fast=lambda path: path.tf_fn,
+        # TF converts a Python float to the other argument's dtype, so float16 works too.
+        result=lambda x, like: x,
         broadcast=broadcast,
     )
+
+
+def step_constant_statements(program: Program) -> frozenset[int]:
+    """Live statements whose value depends only on ``lr``, ``t`` and literals.
+
+    Their values are the same for every variable in a step, so an optimizer computes them
+    once per step (see :func:`run_step_constants`) instead of once per variable.
+    """
+    constant = {"lr", "t"}
+    out = set()
+    live = program.live_statements
+    for i, st in enumerate(program.statements):
+        if i in live and all(a in constant for a in st.reads()):
+            out.add(i)
+            constant.add(st.target)
+        else:
+            constant.discard(st.target)
+    return frozenset(out)
+
+
+def _apply(backend: Backend, op, args, like, axis, fast: bool = False):
+    fn = backend.fast(op.fast) if fast else backend.fn(op)
+    return backend.result(fn(*args, axis=axis) if op.axis_arg else fn(*args), like)
+
+
+def run_step_constants(program: Program, backend: Backend, lr, t, like) -> dict[int, Any]:
+    """Values of :func:`step_constant_statements`, by statement index."""
+    env: dict[str, Any] = {"lr": lr, "t": t}
+    out: dict[int, Any] = {}
+    fast = fast_statements(program)
+    for i in sorted(step_constant_statements(program)):
+        st = program.statements[i]
+        args = [env[a] if isinstance(a, str) else a for a in st.args]
+        env[st.target] = out[i] = _apply(backend, OPS[st.op], args, like, None, i in fast)
+    return out
 
 
 def run_step(
@@ -70,25 +124,27 @@ def run_step(
     t,
     *,
     axis: tuple[int, ...] | None = None,
-    dtype=None,
+    known: Mapping[int, Any] | None = None,
 ):
     """Run one step: returns ``(update, new_state)``.
 
     ``state`` maps each slot the program uses to its current value (``w``'s shape); missing
-    slots read as zero. ``new_state`` holds every slot in ``state`` plus every slot the
-    program writes, broadcast to ``w``'s shape; ``update`` is broadcast to ``w``'s shape.
+    slots read as zero. ``new_state`` holds every slot the program uses, broadcast to
+    ``w``'s shape; ``update`` is broadcast to ``w``'s shape. ``known`` gives precomputed
+    values of some statements by index (e.g. from :func:`run_step_constants`).
     """
     env: dict[str, Any] = {"w": w, "g": g, "lr": lr, "t": t}
     for slot in program.slots:
         env[slot] = state[slot] if slot in state else backend.broadcast(0.0, w)
     live = program.live_statements
+    fast = fast_statements(program)
+    known = known or {}
     for i, st in enumerate(program.statements):
-        if i not in live:
-            continue
-        op = OPS[st.op]
-        args = [env[a] if isinstance(a, str) else backend.const(a, dtype) for a in st.args]
-        fn = backend.fn(op)
-        env[st.target] = fn(*args, axis=axis) if op.axis_arg else fn(*args)
+        if i in known:
+            env[st.target] = known[i]
+        elif i in live:
+            args = [env[a] if isinstance(a, str) else a for a in st.args]
+            env[st.target] = _apply(backend, OPS[st.op], args, w, axis, i in fast)
     update = backend.broadcast(env[OUTPUT], w)
     new_state = {s: backend.broadcast(env[s], w) for s in program.slots}
     return update, new_state
@@ -107,10 +163,9 @@ def numpy_step(program: Program, w, g, state: Mapping[str, Any], lr: float, t: i
             {k: np.asarray(v, f32) for k, v in state.items()},
             np.asarray(lr, f32),
             np.asarray(t, f32),
-            dtype=f32,
         )
 
 
-def tf_step(program: Program, w, g, state: Mapping[str, Any], lr, t, *, axis=None, dtype=None):
+def tf_step(program: Program, w, g, state: Mapping[str, Any], lr, t, *, axis=None, known=None):
     """The TensorFlow executor (traceable inside ``tf.function``): ``(update, new_state)``."""
-    return run_step(program, tensorflow_backend(), w, g, state, lr, t, axis=axis, dtype=dtype)
+    return run_step(program, tensorflow_backend(), w, g, state, lr, t, axis=axis, known=known)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from pipeline.execute import tf_step
+from pipeline.execute import run_step_constants, tensorflow_backend, tf_step
 from pipeline.program import Program, ProgramError
 
 __all__ = ["ProgramOptimizer"]
@@ -48,6 +48,9 @@ class ProgramOptimizer(keras.optimizers.Optimizer):
         # What runs: the same optimizer without dead code. Its slots are the state we keep.
         self._runnable = program.dead_code_eliminated()
         self._slot_names = self._runnable.slots
+        # Statements that depend only on lr, t and literals run once per apply (per dtype),
+        # not once per variable; the cache lives only during one _backend_update_step.
+        self._step_constants: dict | None = None
 
     def build(self, var_list):
         if self.built:
@@ -67,10 +70,25 @@ class ProgramOptimizer(keras.optimizers.Optimizer):
         slot_vars = {s: self._slots[s][index] for s in self._slot_names}
         state = {s: tf.convert_to_tensor(v) for s, v in slot_vars.items()}
         w = tf.convert_to_tensor(variable)
-        update, new_state = tf_step(self._runnable, w, g, state, lr, t)
+        cache = self._step_constants
+        if cache is not None and dtype in cache:
+            known = cache[dtype]
+        else:
+            known = run_step_constants(self._runnable, tensorflow_backend(), lr, t, lr)
+            if cache is not None:
+                cache[dtype] = known
+        update, new_state = tf_step(self._runnable, w, g, state, lr, t, known=known)
         self.assign_sub(variable, update)
         for s, value in new_state.items():
             self.assign(slot_vars[s], value)
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        # One call per apply, covering every variable: scope the step-constant cache to it.
+        self._step_constants = {}
+        try:
+            super()._backend_update_step(grads, trainable_variables, learning_rate)
+        finally:
+            self._step_constants = None
 
     def get_config(self):
         config = super().get_config()

@@ -24,9 +24,8 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 
 from ops import OPS, Op
 
@@ -271,7 +270,9 @@ class Program:
         if not isinstance(self.statements, tuple):
             object.__setattr__(self, "statements", tuple(self.statements))
         if len(self.statements) > MAX_STATEMENTS:
-            raise ProgramError(f"program has {len(self.statements)} statements; at most {MAX_STATEMENTS}")
+            raise ProgramError(
+                f"program has {len(self.statements)} statements; at most {MAX_STATEMENTS}"
+            )
         for st in self.statements:
             op = OPS.resolve(st.op)
             if op is None or op.name != st.op:
@@ -297,7 +298,9 @@ class Program:
         lines: list[_Line] = []
         for lineno, raw in enumerate(text.splitlines(), start=1):
             if len(raw) > MAX_LINE_CHARS:
-                raise ProgramError(f"line is {len(raw)} characters; at most {MAX_LINE_CHARS}", lineno)
+                raise ProgramError(
+                    f"line is {len(raw)} characters; at most {MAX_LINE_CHARS}", lineno
+                )
             body = raw.split("#", 1)[0]
             if not body.strip():
                 continue
@@ -342,7 +345,8 @@ class Program:
     @property
     def slots(self) -> tuple[str, ...]:
         """State slots the program reads or writes, in slot order."""
-        used = {a for st in self.statements for a in st.reads()} | {st.target for st in self.statements}
+        used = {st.target for st in self.statements}
+        used.update(a for st in self.statements for a in st.reads())
         return tuple(s for s in STATE_SLOTS if s in used)
 
     def dead_code_eliminated(self) -> Program:

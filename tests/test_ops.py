@@ -1,0 +1,103 @@
+"""The op table: NumPy and TensorFlow agree on every op, on random and edge inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ops import OPS, Shape
+
+EDGE = np.array(
+    [0.0, -0.0, 1.0, -1.0, 1e30, -1e30, 1e-30, -1e-30, 1e-8, -1e-8, 5e-9, -5e-9,
+     0.5, -0.5, 3.0, 100.0, -100.0, 1e5, -1e5, 0.999999, -0.999999],
+    dtype=np.float32,
+)  # fmt: skip
+
+
+def _inputs(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    parts = [rng.normal(size=16) * s for s in (1.0, 10.0, 1e3)] + [rng.uniform(-1, 1, 16), EDGE]
+    return np.concatenate(parts).astype(np.float32)
+
+
+def _args(op, seed: int) -> list[np.ndarray]:
+    x = _inputs(seed)
+    return [np.roll(x, 7 * i) for i in range(op.arity)]
+
+
+def test_the_search_space_has_the_papers_functions():
+    names = set(OPS)
+    paper = {
+        "pi", "e", "eps", "abs", "cos", "sin", "tan", "arcsin", "arccos", "arctan", "sinh",
+        "cosh", "tanh", "arcsinh", "arccosh", "arctanh", "exp", "exp2", "exp10", "expm1",
+        "log", "log10", "log2", "log1p", "square", "sqrt", "cube", "cbrt", "sign",
+        "reciprocal", "norm", "invert", "negative", "global_norm", "dot", "cosine_sim",
+        "clip_by_global_norm", "power", "add", "sub", "mul", "div", "max", "min",
+        "interp", "clip",
+    }  # fmt: skip
+    assert paper <= names
+    assert OPS.resolve("interpolate") is OPS["interp"]
+    assert [OPS.by_infix(s).name for s in "+-*/"] == ["add", "sub", "mul", "div"]
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+@pytest.mark.parametrize("seed", [0, 1])
+def test_numpy_and_tensorflow_agree(name, seed):
+    op = OPS[name]
+    if op.arity == 0:
+        np.testing.assert_allclose(op.np_fn(), op.tf_fn().numpy(), rtol=1e-6)
+        return
+    args = _args(op, seed)
+    with np.errstate(all="ignore"):
+        want = np.asarray(op.np_fn(*args), np.float32)
+    got = op.tf_fn(*[tf.constant(a) for a in args]).numpy()
+    assert got.shape == want.shape
+    # 1e-5 relative; an absolute floor of 1e-6 for results that are ~0 (sin(pi) and the like).
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, equal_nan=False)
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_ops_are_finite_where_the_math_allows(name):
+    """Guards hold: an op of finite moderate inputs gives a finite result."""
+    op = OPS[name]
+    if op.arity == 0:
+        assert np.isfinite(op.np_fn())
+        return
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.uniform(-30, 30, 64), [0.0, -0.0, 1e-30, -1e-30, 1.0, -1.0]])
+    args = [np.roll(x, 5 * i).astype(np.float32) for i in range(op.arity)]
+    if name == "power":
+        args[1] = np.clip(args[1], -1.0, 3.0)  # |x|^y with big y overflows, as math says
+    with np.errstate(all="ignore"):
+        out = np.asarray(op.np_fn(*args))
+    assert np.all(np.isfinite(out)), f"{name} gave non-finite output on finite input"
+
+
+def test_division_is_guarded_and_exact_elsewhere():
+    div = OPS["div"]
+    out = div.np_fn(np.float32([1, 1, 1, 6]), np.float32([0.0, -0.0, -1e-9, 3.0]))
+    np.testing.assert_array_equal(out, np.float32([1e8, 1e8, -1e8, 2.0]))
+
+
+def test_log_and_sqrt_act_on_magnitudes():
+    np.testing.assert_allclose(OPS["sqrt"].np_fn(np.float32([-4.0])), [2.0])
+    np.testing.assert_allclose(OPS["log"].np_fn(np.float32([-np.e])), [1.0], rtol=1e-6)
+    assert np.isfinite(OPS["log"].np_fn(np.float32([0.0])))
+
+
+@pytest.mark.parametrize("name", [n for n in sorted(OPS) if OPS[n].axis_arg])
+def test_reductions_act_per_population_member_with_axis(name):
+    op = OPS[name]
+    rng = np.random.default_rng(0)
+    batch = rng.normal(size=(3, 4, 5)).astype(np.float32)
+    args = [np.roll(batch, i, axis=2) for i in range(op.arity)]
+    if name == "clip_by_global_norm":
+        args[1] = np.float32(0.5)
+    got = op.np_fn(*args, axis=(1, 2))
+    tf_got = op.tf_fn(*[tf.constant(a) for a in args], axis=(1, 2)).numpy()
+    for p in range(3):
+        alone = op.np_fn(*[a[p] if np.ndim(a) else a for a in args])
+        np.testing.assert_allclose(np.squeeze(got[p]) if op.shape is Shape.REDUCE else got[p],
+                                   alone, rtol=1e-5)
+    np.testing.assert_allclose(tf_got, got, rtol=1e-5, atol=1e-7)
