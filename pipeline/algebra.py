@@ -130,7 +130,8 @@ class Graph:
     def replace(self, i: int, ref: Ref) -> Graph:
         """Remove node ``i``; every use of its value (outputs too) reads ``ref`` instead."""
         nodes = tuple(
-            None if k == i or n is None else Node(n.op, tuple(_map_ref(a, i, ref) for a in n.args), n.name)
+            None if k == i or n is None
+            else Node(n.op, tuple(_map_ref(a, i, ref) for a in n.args), n.name)
             for k, n in enumerate(self.nodes)
         )
         outputs = tuple((name, _map_ref(r, i, ref)) for name, r in self.outputs)
@@ -282,6 +283,19 @@ def _fold_match(g: Graph, i: int) -> Match | None:
     return {"value": value} if math.isfinite(value) else None
 
 
+def _fold_rewrite(g: Graph, i: int, m: Match) -> Graph:
+    """Replace node ``i`` by its value, then fold every node that became all-literal."""
+    g = g.replace(i, m["value"])
+    while True:
+        for k in g.live():
+            found = _fold_match(g, k)
+            if found is not None:
+                g = g.replace(k, found["value"])
+                break
+        else:
+            return g
+
+
 def _mul_zero_match(g: Graph, i: int) -> Match | None:
     n = g.node(i, "mul")
     if n is None:
@@ -321,7 +335,8 @@ def _div_abs_match(g: Graph, i: int) -> Match | None:
     if n is None:
         return None
     den = g.node(n.args[1], "abs")
-    return {"x": n.args[0]} if den and _same(den.args[0], n.args[0]) and not _is_lit(n.args[0]) else None
+    ok = den is not None and _same(den.args[0], n.args[0]) and not _is_lit(n.args[0])
+    return {"x": n.args[0]} if ok else None
 
 
 def _div_sqrt_square_match(g: Graph, i: int) -> Match | None:
@@ -460,8 +475,8 @@ def _rewrite_to(op: str) -> Callable[[Graph, int, Match], Graph]:
 _ONE, _ZERO = 1.0, 0.0
 
 RULES: tuple[Rule, ...] = (
-    Rule("fold_constants", "op(literals...) -> its float32 value", _fold_match,
-         lambda g, i, m: g.replace(i, m["value"])),
+    Rule("fold_constants", "op(literals...) -> its float32 value (and so on downstream)",
+         _fold_match, _fold_rewrite),
     Rule("mul_one", "x * 1 -> x", *_identity("mul", _ONE)),
     Rule("add_zero", "x + 0 -> x", *_identity("add", _ZERO)),
     Rule("sub_zero", "x - 0 -> x", *_identity("sub", _ZERO)),

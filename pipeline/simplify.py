@@ -9,8 +9,8 @@
   identities, ``x / sqrt(square(x)) -> sign(x)``, merged interps, ...).
 * ``low_effect`` and ``deletion_evolution`` (only with a ``fitness``) - a statement is
   removed, its variable replaced by one of its inputs, when the fitness stays within
-  ``tolerance`` of the original's (either way: a big gain is a big effect too); then a short seeded loop of random multi-statement
-  deletions, accepted under the same test.
+  ``tolerance`` of the original's (either way: a big gain is a big effect too); then a
+  short seeded loop of random multi-statement deletions, accepted under the same test.
 
 Every exact change is verified with :func:`same_behaviour` (both programs run with the NumPy
 executor for several steps on fixed random inputs) and rejected if the outputs differ.
@@ -69,7 +69,8 @@ def same_behaviour(
     ua = _updates(a, check, check.lr)
     ub = _updates(b, check, check.lr * lr_scale)
     return all(
-        np.allclose(x, y, rtol=check.rtol, atol=check.atol, equal_nan=True) for x, y in zip(ua, ub)
+        np.allclose(x, y, rtol=check.rtol, atol=check.atol, equal_nan=True)
+        for x, y in zip(ua, ub, strict=True)
     )
 
 
@@ -149,7 +150,8 @@ class _Run:
         q = p.dead_code_eliminated()
         changed = False
         if q != p and same_behaviour(p, q, check=self.check):
-            dropped = [st.to_text() for i, st in enumerate(p.statements) if i not in p.live_statements]
+            live = p.live_statements
+            dropped = [st.to_text() for i, st in enumerate(p.statements) if i not in live]
             self.accept("dead_code", q, f"removed {len(dropped)} dead: {'; '.join(dropped)}")
             changed = True
         graph = Graph.from_program(self.program)
@@ -247,6 +249,7 @@ def simplify(
     evolve_steps: int = 30,
     absorb_lr_scale: bool = False,
     check: BehaviourCheck = BehaviourCheck(),
+    rules: tuple[Rule, ...] = RULES,
     max_rounds: int = 50,
 ) -> SimplifyResult:
     """Simplify ``program`` by dead-code, algebra and (with ``fitness``) low-effect passes.
@@ -261,10 +264,11 @@ def simplify(
         absorb_lr_scale: also drop positive scales of the update (``lr_scale`` reports them);
             applied after everything else, so fitness comparisons stay at the same lr.
         check: how exact changes are verified (:func:`same_behaviour`).
+        rules: the algebra rule table (a rewrite that fails the check is rejected).
         max_rounds: a bound on the rounds of passes (each round runs them all once).
     """
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    exact_rules = tuple(r for r in RULES if r.exact)
+    exact_rules = tuple(r for r in rules if r.exact)
     run = _Run(program, fitness, tolerance, check, gen)
     for _ in range(max_rounds):
         changed = run.dead_code()
@@ -277,7 +281,7 @@ def simplify(
     fitness_after = run._score(run.program) if fitness is not None else None
     if absorb_lr_scale:
         for _ in range(max_rounds):
-            if not (run.algebra(RULES) | run.dead_code()):
+            if not (run.algebra(rules) | run.dead_code()):
                 break
     return SimplifyResult(
         program=run.program,
