@@ -23,7 +23,18 @@ import numpy as np
 from ops import OPS
 from pipeline.program import INPUTS, OUTPUT, STATE_SLOTS, Program, ProgramError, Statement
 
-__all__ = ["CONSTANT_RULES", "Graph", "Node", "Ref", "Rewrite", "Rule", "RULES", "rewrites"]
+__all__ = [
+    "CONSTANT_RULES",
+    "Graph",
+    "Node",
+    "Ref",
+    "Rewrite",
+    "Rule",
+    "RULES",
+    "RULES_BY_NAME",
+    "normalize_constants",
+    "rewrites",
+]
 
 Ref = int | str | float
 """int: the node that defined the value; str: an input or slot at step start; float: literal."""

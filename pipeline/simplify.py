@@ -128,6 +128,7 @@ class _Run:
         self.check = check
         self.rng = rng
         self.changes: list[Change] = []
+        self.seen: set[Program] = {program}  # never go back: no rewrite cycles
         self.lr_scale = 1.0
         self.f0 = self._score(program) if fitness else None
 
@@ -137,6 +138,7 @@ class _Run:
 
     def accept(self, pass_name: str, program: Program, description: str) -> None:
         self.program = program
+        self.seen.add(program)
         self.changes.append(Change(pass_name, description, len(program)))
 
     def within_tolerance(self, program: Program) -> float | None:
@@ -170,7 +172,7 @@ class _Run:
         while True:
             p = self.program
             for rw in rewrites(p, rules):
-                if len(rw.program) > len(p):
+                if len(rw.program) > len(p) or rw.program in self.seen:
                     continue
                 if not same_behaviour(p, rw.program, check=self.check, lr_scale=rw.lr_scale):
                     continue
