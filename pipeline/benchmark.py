@@ -1,0 +1,213 @@
+"""Benchmark: any optimizers on target tasks, with a learning-rate grid and several seeds.
+
+This is how a user decides whether a discovered optimizer is worth adopting, so every
+contender gets the same treatment: the same number of learning rates (a grid of multipliers
+around the contender's own base rate), the same seeds (initialization and data order), the
+same steps, the same training loop. A contender is any Keras optimizer factory, so programs
+(through :class:`~pipeline.keras_optimizer.ProgramOptimizer`) and Keras' built-ins compete on
+equal terms.
+
+The result holds, per (contender, task), the best-of-grid validation metric (mean and spread
+over seeds at the learning rate with the best mean) and the mean training-loss curve there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pipeline.keras_optimizer import ProgramOptimizer
+from pipeline.program import Program
+from pipeline.tasks import Metric, Task
+
+__all__ = [
+    "BenchmarkResult",
+    "BenchmarkRow",
+    "Contender",
+    "keras_contender",
+    "program_contender",
+    "run_benchmark",
+    "train_with_optimizer",
+]
+
+DEFAULT_MULTIPLIERS = (1 / 3, 1.0, 3.0)
+WORST = float("-inf")
+
+
+class _ExpectedRetracing(logging.Filter):
+    """Each run builds its own compiled loop on purpose; TF's retracing warning is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+tf.get_logger().addFilter(_ExpectedRetracing())
+
+
+@dataclass(frozen=True)
+class Contender:
+    """An optimizer in the comparison: ``make(lr)`` builds a fresh Keras optimizer."""
+
+    name: str
+    make: Callable[[float], keras.optimizers.Optimizer] = field(compare=False)
+    base_lr: float
+
+
+def program_contender(name: str, program: Program, base_lr: float) -> Contender:
+    """A program, run by ProgramOptimizer, with its grid centred on ``base_lr``."""
+    return Contender(name, lambda lr: ProgramOptimizer(program, learning_rate=lr), base_lr)
+
+
+_KERAS = {
+    "adamw": lambda lr: keras.optimizers.AdamW(learning_rate=lr),
+    "lion": lambda lr: keras.optimizers.Lion(learning_rate=lr),
+    "adam": lambda lr: keras.optimizers.Adam(learning_rate=lr),
+    "sgd": lambda lr: keras.optimizers.SGD(learning_rate=lr, momentum=0.9),
+}
+
+
+def keras_contender(name: str, base_lr: float) -> Contender:
+    """One of Keras' built-ins (``adamw``, ``lion``, ``adam``, ``sgd``)."""
+    if name not in _KERAS:
+        raise ValueError(f"Argument `name` must be one of {sorted(_KERAS)}. Received: {name!r}")
+    return Contender(f"keras_{name}", _KERAS[name], base_lr)
+
+
+def _metric(task: Task, out: tf.Tensor, y: tf.Tensor) -> float:
+    if task.metric is Metric.VAL_ACCURACY:
+        acc = task.accuracy(out, y)
+        return float(acc[0])
+    return -float(task.loss(out, y)[0])
+
+
+def train_with_optimizer(
+    task: Task, optimizer: keras.optimizers.Optimizer
+) -> tuple[np.ndarray, float]:
+    """Train ``task``'s model once with ``optimizer``: (training-loss curve, val metric).
+
+    The model is the task's functional model at population size 1, so every optimizer sees
+    the same initialization (``task.init_params()``) and data order (``task.batch_indices()``).
+    A diverging run gets metric ``-inf``.
+    """
+    data = task.data()
+    params = [tf.Variable(p[None], name=f"p{i}") for i, p in enumerate(task.init_params())]
+    order = tf.constant(task.batch_indices())
+    x, y = tf.constant(data.x_train), tf.constant(data.y_train)
+
+    @tf.function(autograph=False, reduce_retracing=True)
+    def train() -> tf.Tensor:
+        def body(i, losses):
+            idx = order[i]
+            xb, yb = tf.gather(x, idx), tf.gather(y, idx)
+            with tf.GradientTape() as tape:
+                loss = task.loss(task.apply(params, xb), yb)[0]
+            optimizer.apply(tape.gradient(loss, params), params)
+            return i + 1, losses.write(i, loss)
+
+        losses = tf.TensorArray(tf.float32, size=task.steps)
+        _, losses = tf.while_loop(
+            lambda i, _: i < task.steps, body, (tf.constant(0), losses), parallel_iterations=1
+        )
+        return losses.stack()
+
+    curve = train().numpy()
+    out = task.apply(params, tf.constant(data.x_val))
+    metric = _metric(task, out, tf.constant(data.y_val))
+    if not (math.isfinite(metric) and np.all(np.isfinite(curve))):
+        metric = WORST
+    return curve, metric
+
+
+@dataclass(frozen=True)
+class BenchmarkRow:
+    """One contender on one task: the best learning rate of the grid and its scores."""
+
+    optimizer: str
+    task: str
+    metric: str
+    best_lr: float
+    mean: float
+    std: float
+    per_seed: tuple[float, ...]
+    grid: tuple[tuple[float, float], ...]  # (lr, mean metric over seeds)
+
+    def to_dict(self) -> dict:
+        return {
+            "optimizer": self.optimizer,
+            "task": self.task,
+            "metric": self.metric,
+            "best_lr": self.best_lr,
+            "mean": self.mean,
+            "std": self.std,
+            "per_seed": list(self.per_seed),
+        }
+
+
+@dataclass(frozen=True)
+class BenchmarkResult:
+    rows: tuple[BenchmarkRow, ...]
+    curves: dict[tuple[str, str], np.ndarray]  # (optimizer, task) -> mean loss curve at best lr
+
+    def table(self) -> list[dict]:
+        return [r.to_dict() for r in self.rows]
+
+    def format(self) -> str:
+        """A plain-text table, tasks as blocks, best mean first."""
+        lines = [f"{'task':<14} {'optimizer':<22} {'metric':<13} {'best lr':>9} "
+                 f"{'mean':>10} {'std':>9}"]
+        for task in dict.fromkeys(r.task for r in self.rows):
+            rows = sorted((r for r in self.rows if r.task == task), key=lambda r: -r.mean)
+            for r in rows:
+                lines.append(f"{r.task:<14} {r.optimizer:<22} {r.metric:<13} {r.best_lr:>9.2e} "
+                             f"{r.mean:>10.4f} {r.std:>9.4f}")
+        return "\n".join(lines)
+
+
+def run_benchmark(
+    contenders: Sequence[Contender],
+    tasks: Sequence[Task],
+    *,
+    lr_multipliers: Sequence[float] = DEFAULT_MULTIPLIERS,
+    seeds: Sequence[int] = (0, 1),
+) -> BenchmarkResult:
+    """Every contender x task x learning rate x seed; best-of-grid per contender and task."""
+    rows, curves = [], {}
+    for task in tasks:
+        for c in contenders:
+            grid, runs = [], {}
+            for mult in lr_multipliers:
+                lr = c.base_lr * mult
+                for seed in seeds:
+                    runs[lr, seed] = train_with_optimizer(
+                        dataclasses.replace(task, seed=seed), c.make(lr)
+                    )
+                scores = [runs[lr, s][1] for s in seeds]
+                grid.append((lr, _mean(scores)))
+            best_lr = max(grid, key=lambda item: item[1])[0]
+            per_seed = tuple(runs[best_lr, s][1] for s in seeds)
+            rows.append(
+                BenchmarkRow(
+                    optimizer=c.name,
+                    task=task.name,
+                    metric=task.metric.value,
+                    best_lr=best_lr,
+                    mean=_mean(per_seed),
+                    std=statistics.pstdev(per_seed) if all(map(math.isfinite, per_seed)) else 0.0,
+                    per_seed=per_seed,
+                    grid=tuple(grid),
+                )
+            )
+            curves[c.name, task.name] = np.mean([runs[best_lr, s][0] for s in seeds], axis=0)
+    return BenchmarkResult(tuple(rows), curves)
+
+
+def _mean(xs: Sequence[float]) -> float:
+    return statistics.fmean(xs) if all(map(math.isfinite, xs)) else WORST

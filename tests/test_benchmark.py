@@ -1,0 +1,78 @@
+"""The benchmark: fair, best-of-grid comparisons of programs and Keras optimizers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from pipeline import Program, seeds
+from pipeline.benchmark import (
+    keras_contender,
+    program_contender,
+    run_benchmark,
+    train_with_optimizer,
+)
+from pipeline.keras_optimizer import ProgramOptimizer
+from pipeline.tasks import make_task
+
+
+@pytest.fixture(scope="module")
+def result():
+    contenders = [
+        program_contender("adamw_program", seeds.adamw(), 1e-2),
+        keras_contender("adamw", 1e-2),
+        keras_contender("lion", 1e-3),
+        program_contender("diverges", Program.parse("update = g * 1000000.0"), 1.0),
+    ]
+    tasks = [make_task("teacher", base_steps=40)]
+    return run_benchmark(contenders, tasks, lr_multipliers=(0.5, 2.0), seeds=(0, 1))
+
+
+def test_every_contender_gets_the_same_grid_size_and_seeds(result):
+    assert [r.optimizer for r in result.rows] == [
+        "adamw_program", "keras_adamw", "keras_lion", "diverges"
+    ]
+    for row in result.rows:
+        assert len(row.grid) == 2 and len(row.per_seed) == 2
+        assert row.best_lr in {lr for lr, _ in row.grid}
+        assert row.mean == max(score for _, score in row.grid)
+
+
+def test_a_program_scores_exactly_like_the_keras_optimizer_it_reproduces(result):
+    ours, theirs = result.rows[0], result.rows[1]
+    assert ours.best_lr == theirs.best_lr
+    np.testing.assert_allclose(ours.per_seed, theirs.per_seed, rtol=1e-4)
+
+
+def test_a_diverging_contender_scores_worst_and_the_rest_go_on(result):
+    diverged = result.rows[3]
+    assert diverged.mean == -math.inf
+    assert all(math.isfinite(r.mean) for r in result.rows[:3])
+
+
+def test_curves_are_the_mean_training_loss_at_the_best_lr(result):
+    curve = result.curves["keras_lion", "teacher"]
+    assert curve.shape == (40,)
+    assert curve[-5:].mean() < curve[:5].mean()  # it trained
+
+
+def test_table_and_text_format(result):
+    table = result.table()
+    assert {"optimizer", "task", "best_lr", "mean", "std", "per_seed"} <= set(table[0])
+    text = result.format()
+    assert text.splitlines()[1].split()[1] in {"adamw_program", "keras_adamw"}  # best first
+
+
+def test_seed_changes_initialization_and_data_order_but_is_reproducible():
+    task = make_task("teacher", base_steps=20)
+    a = train_with_optimizer(task, ProgramOptimizer(seeds.lion(), learning_rate=1e-3))
+    b = train_with_optimizer(task, ProgramOptimizer(seeds.lion(), learning_rate=1e-3))
+    c = train_with_optimizer(
+        make_task("teacher", base_steps=20, seed=1),
+        ProgramOptimizer(seeds.lion(), learning_rate=1e-3),
+    )
+    np.testing.assert_array_equal(a[0], b[0])
+    assert a[1] == b[1]
+    assert not np.allclose(a[0], c[0])
