@@ -349,6 +349,12 @@ class Program:
         used.update(a for st in self.statements for a in st.reads())
         return tuple(s for s in STATE_SLOTS if s in used)
 
+    def with_lr_scale(self, factor: float) -> Program:
+        """The same rule run at learning rate ``lr * factor`` (prepends ``lr = lr * factor``)."""
+        if factor == 1.0:
+            return self
+        return Program((Statement("lr", "mul", ("lr", float(factor))), *self.statements))
+
     def dead_code_eliminated(self) -> Program:
         """The same optimizer without statements that never reach ``update``."""
         live = self.live_statements

@@ -1,0 +1,189 @@
+"""The funnel: proxy winners must hold up on larger tasks before one is called the winner.
+
+As in the Lion paper: the top-k distinct programs of a search (by proxy fitness) are scored
+on stage B (about 10x the proxy) with several seeds; only those that beat the AdamW baseline,
+scored the same way, go on to stage C (about 100x); the winner is the best on C. Every program,
+the baseline included, gets the same small learning-rate treatment (multipliers of its own
+scale, ``lr = lr * c``), so nothing is rejected for a bad scale alone.
+
+Scoring goes through an ``evaluate(programs, stage, seed) -> fitnesses`` function (higher is
+better), so the funnel runs on the batched TF evaluator in flows and on NumPy tasks in tests.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from pipeline.program import Program
+from pipeline.seeds import adamw
+
+__all__ = ["FunnelResult", "FunnelRow", "Stage", "run_funnel", "top_k_distinct"]
+
+Evaluate = Callable[[Sequence[Program], "Stage", int], Sequence[float]]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One funnel stage: a task at a scale (e.g. ``Stage("B", "digits_mlp", 10)``)."""
+
+    name: str
+    task: str
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class FunnelRow:
+    """One program on one stage, at its best learning-rate multiplier."""
+
+    program: str
+    structural_hash: str
+    stage: str
+    is_baseline: bool
+    lr_multiplier: float
+    per_seed: tuple[float, ...]
+    mean: float
+    std: float
+    beat_baseline: bool
+
+    def to_dict(self) -> dict:
+        return {
+            "program": self.program,
+            "structural_hash": self.structural_hash,
+            "stage": self.stage,
+            "is_baseline": self.is_baseline,
+            "lr_multiplier": self.lr_multiplier,
+            "per_seed": list(self.per_seed),
+            "mean": self.mean,
+            "std": self.std,
+            "beat_baseline": self.beat_baseline,
+        }
+
+
+@dataclass(frozen=True)
+class FunnelResult:
+    rows: tuple[FunnelRow, ...]
+    winner: Program | None  # best on the last stage among those that passed every gate
+    winner_lr_multiplier: float
+    best_effort: Program | None  # best non-baseline program on the first stage
+
+    def table(self) -> list[dict]:
+        return [r.to_dict() for r in self.rows]
+
+    def format(self) -> str:
+        lines = [f"{'stage':<6} {'program':<10} {'lr x':>6} {'mean':>10} {'std':>9} {'beats':>6}"]
+        for r in self.rows:
+            name = "baseline" if r.is_baseline else r.structural_hash[:8]
+            lines.append(f"{r.stage:<6} {name:<10} {r.lr_multiplier:>6.3g} {r.mean:>10.4f} "
+                         f"{r.std:>9.4f} {('yes' if r.beat_baseline else 'no'):>6}")
+        return "\n".join(lines)
+
+
+def top_k_distinct(scored: Sequence[tuple[Program, float]], k: int) -> list[Program]:
+    """The ``k`` best programs by fitness, one per structural hash (dataflow)."""
+    out: list[Program] = []
+    seen: set[str] = set()
+    for program, fitness in sorted(scored, key=lambda pf: -_finite(pf[1])):
+        h = program.structural_hash()
+        if h not in seen and math.isfinite(fitness):
+            seen.add(h)
+            out.append(program)
+            if len(out) == k:
+                break
+    return out
+
+
+def _finite(x: float) -> float:
+    return x if math.isfinite(x) else -math.inf
+
+
+def _mean(xs: Sequence[float]) -> float:
+    return statistics.fmean(xs) if all(map(math.isfinite, xs)) else -math.inf
+
+
+def _score_stage(
+    programs: Sequence[Program],
+    stage: Stage,
+    evaluate: Evaluate,
+    seeds: Sequence[int],
+    multipliers: Sequence[float],
+) -> list[tuple[float, tuple[float, ...]]]:
+    """Per program: (best multiplier, per-seed scores there). One evaluate call per seed."""
+    variants = [p.with_lr_scale(c) for p in programs for c in multipliers]
+    by_seed = [list(evaluate(variants, stage, seed)) for seed in seeds]
+    out = []
+    for i in range(len(programs)):
+        options = []
+        for j, c in enumerate(multipliers):
+            k = i * len(multipliers) + j
+            scores = tuple(float(s[k]) for s in by_seed)
+            options.append((_mean(scores), c, scores))
+        best = max(options, key=lambda o: o[0])
+        out.append((best[1], best[2]))
+    return out
+
+
+def run_funnel(
+    candidates: Sequence[Program],
+    stages: Sequence[Stage],
+    evaluate: Evaluate,
+    *,
+    baseline: Program | None = None,
+    seeds: Sequence[int] = (0, 1, 2),
+    lr_multipliers: Sequence[float] = (1 / 3, 1.0, 3.0),
+) -> FunnelResult:
+    """Score ``candidates`` (already the proxy's top-k) through ``stages`` against a baseline.
+
+    A program goes on from a stage only if its mean beats the baseline's mean there; the
+    winner is the best on the last stage among those that got there (None if none did).
+    """
+    if not stages:
+        raise ValueError("Argument `stages` must name at least one stage. Received: []")
+    baseline = baseline if baseline is not None else adamw()
+    alive = list(dict.fromkeys(candidates))
+    rows: list[FunnelRow] = []
+    last: list[tuple[Program, float, float]] = []  # (program, mean, multiplier) on last stage
+    best_effort = None
+    for n, stage in enumerate(stages):
+        if not alive:
+            break
+        scored = _score_stage([baseline, *alive], stage, evaluate, seeds, lr_multipliers)
+        base_mult, base_scores = scored[0]
+        base_mean = _mean(base_scores)
+        rows.append(_row(baseline, stage, base_mult, base_scores, True, False))
+        passed = []
+        results = []
+        for program, (mult, scores) in zip(alive, scored[1:], strict=True):
+            beat = _mean(scores) > base_mean
+            rows.append(_row(program, stage, mult, scores, False, beat))
+            results.append((program, _mean(scores), mult))
+            if beat:
+                passed.append(program)
+        if n == 0 and results:
+            best_effort = max(results, key=lambda r: r[1])[0]
+        last = results
+        if n < len(stages) - 1:
+            alive = passed
+    # If a gate emptied `alive`, the loop stopped early and nobody reached the last stage.
+    finalists = [r for r in last if math.isfinite(r[1])] if alive else []
+    winner, winner_mult = None, 1.0
+    if finalists:
+        winner, _, winner_mult = max(finalists, key=lambda r: r[1])
+    return FunnelResult(tuple(rows), winner, winner_mult, best_effort)
+
+
+def _row(program, stage, mult, scores, is_baseline, beat) -> FunnelRow:
+    finite = all(map(math.isfinite, scores))
+    return FunnelRow(
+        program=program.to_text(),
+        structural_hash=program.structural_hash(),
+        stage=stage.name,
+        is_baseline=is_baseline,
+        lr_multiplier=mult,
+        per_seed=tuple(scores),
+        mean=_mean(scores),
+        std=statistics.pstdev(scores) if finite else 0.0,
+        beat_baseline=beat,
+    )
