@@ -23,6 +23,8 @@ import pandas as pd
 import yaml
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
 from pipeline.execute import numpy_step
 from pipeline.keras_optimizer import ProgramOptimizer
@@ -69,14 +71,21 @@ class ProgramModel(mlflow.pyfunc.PythonModel):
         """A fresh :class:`ProgramOptimizer` running this program."""
         return ProgramOptimizer(self.program, learning_rate=learning_rate, **kwargs)
 
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+    def predict(self, context, model_input, params=None):
         params = params or {}
         w = np.asarray(model_input["w"], np.float32)
         g = np.asarray(model_input["g"], np.float32)
         update, _ = numpy_step(
             self.program, w, g, {}, float(params.get("lr", 1e-3)), float(params.get("t", 1))
         )
-        return pd.DataFrame({"update": np.asarray(update, np.float32)})
+        return pd.DataFrame({"update": np.asarray(update, np.float64)})
+
+
+_SIGNATURE = ModelSignature(
+    inputs=Schema([ColSpec("double", "w"), ColSpec("double", "g")]),
+    outputs=Schema([ColSpec("double", "update")]),
+    params=ParamSchema([ParamSpec("lr", "double", 1e-3), ParamSpec("t", "double", 1.0)]),
+)
 
 
 def log_program_model(
@@ -86,16 +95,23 @@ def log_program_model(
     client: MlflowClient,
     name: str = DEFAULT_MODEL_NAME,
     alias: str | None = DEFAULT_ALIAS,
-    artifact_path: str = "optimizer",
+    artifact_path: str | None = None,
     description: str = "",
 ) -> ModelVersion:
     """Log ``program`` as a pyfunc model under run ``run_id``, register it, set ``alias``.
 
-    Returns the new ``ModelVersion`` (its ``version`` is a string, as MLflow gives it).
+    ``artifact_path`` defaults to ``optimizer`` (``optimizer_2``, ... when the run already has
+    one). Returns the new ``ModelVersion``.
     """
     if not isinstance(program, Program):
         raise TypeError(
             f"Argument `program` must be a lionforge Program. Received: {type(program).__name__}"
+        )
+    if artifact_path is None:
+        taken = {f.path for f in client.list_artifacts(run_id)}
+        artifact_path = next(
+            p for k in range(1, len(taken) + 2) if (p := "optimizer" + (f"_{k}" if k > 1 else ""))
+            not in taken
         )
     with tempfile.TemporaryDirectory() as tmp:
         text_file = Path(tmp) / "program.txt"
@@ -107,6 +123,7 @@ def log_program_model(
             artifacts={PROGRAM_ARTIFACT: str(text_file)},
             pip_requirements=_requirements(),
             metadata={"program": program.to_text(), "structural_hash": program.structural_hash()},
+            signature=_SIGNATURE,
         )
         client.log_artifacts(run_id, str(model_dir), artifact_path)
     try:
