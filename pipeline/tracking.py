@@ -1,14 +1,16 @@
 """MLflow tracking for searches: a parent run per ``discover``, a child run per stage.
 
->>> tracker = Tracker("quickstart")                       # doctest: +SKIP
->>> with tracker.run("discover", config_text=gin_text, params=params, seed=0):
-...     with tracker.stage("evolve"):
-...         for batch in search:                           # lists of CandidateRecord
-...             tracker.log_candidates(batch)
-...     with tracker.stage("simplify"):
-...         tracker.log_simplification(winner, simplified)
-...         tracker.log_lineage(winner.structural_hash())
-...         tracker.register(simplified)
+Example::
+
+    tracker = Tracker("quickstart")
+    with tracker.run("discover", config_text=gin_text, params=params, seed=0):
+        with tracker.stage("evolve"):
+            for batch in search:                    # lists of CandidateRecord
+                tracker.log_candidates(batch)
+        with tracker.stage("simplify"):
+            tracker.log_simplification(winner, simplified)
+            tracker.log_lineage(winner.structural_hash())
+            tracker.register(simplified)
 
 Everything goes through one ``MlflowClient`` with explicit run ids (no fluent active-run
 state). Candidates are buffered and appended to the run's ``candidates.json`` table in
@@ -194,9 +196,12 @@ class Tracker:
     @property
     def run_id(self) -> str:
         """The innermost open run's id."""
+        return self._top().run_id
+
+    def _top(self) -> _OpenRun:
         if not self._stack:
             raise RuntimeError("No open run: use `with tracker.run(...)` or `tracker.stage(...)`.")
-        return self._stack[-1].run_id
+        return self._stack[-1]
 
     @contextmanager
     def run(
@@ -280,9 +285,7 @@ class Tracker:
         ``best_fitness``, ``cache_hit_rate``, ``structural_hit_rate``, ``fec_hit_rate``,
         ``rejection_rate``, ``evaluated``, ``candidates_per_s``.
         """
-        top = self._stack[-1] if self._stack else None
-        if top is None:
-            raise RuntimeError("log_candidates needs an open run (tracker.stage(...)).")
+        top = self._top()
         for r in records:
             top.rows.append(_row(r))
             top.seen += 1
@@ -305,7 +308,7 @@ class Tracker:
 
     def mark_restart(self, at: int, kind: str = "restart") -> None:
         """Mark a restart before candidate ``at`` (shown on the stage's fitness plot)."""
-        self._stack[-1].restarts.append((at, kind))
+        self._top().restarts.append((at, kind))
 
     def _metric_step(self, top: _OpenRun) -> None:
         now = time.perf_counter()
@@ -326,7 +329,7 @@ class Tracker:
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         """Buffer metrics for the open run at ``step`` (sent with ``log_batch``)."""
-        self._buffer_metrics(self._stack[-1], metrics, step)
+        self._buffer_metrics(self._top(), metrics, step)
 
     def _buffer_metrics(self, top: _OpenRun, metrics: Mapping[str, float], step: int) -> None:
         ms = int(time.time() * 1000)

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+import pipeline
 from pipeline import seeds
 from pipeline.keras_optimizer import ProgramOptimizer
 from pipeline.program import ProgramError
@@ -102,7 +103,7 @@ def test_load_optimizer_from_champion_trains_a_keras_model(store):
     tracker = Tracker("cfg")
     with tracker.stage("register"):
         tracker.register(seeds.adamw())
-    opt = load_optimizer(CHAMPION, learning_rate=0.05)
+    opt = pipeline.load_optimizer(CHAMPION, learning_rate=0.05)  # the package-level name
     assert isinstance(opt, ProgramOptimizer) and opt.program == seeds.adamw()
     rng = np.random.default_rng(0)
     x = rng.normal(size=(256, 4)).astype("float32")
