@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from matplotlib.figure import Figure
 
-__all__ = ["LineageStep", "fitness_over_candidates", "funnel", "loss_curves", "lineage"]
+__all__ = ["LineageStep", "fitness_over_candidates", "funnel", "lineage", "loss_curves", "pivot"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,19 @@ def fitness_over_candidates(
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def pivot(
+    rows: Sequence[Mapping[str, object]], row_key: str, col_key: str, value_key: str
+) -> dict[str, dict[str, float]]:
+    """Rows to ``{row[row_key]: {row[col_key]: row[value_key]}}``, e.g. for :func:`funnel`."""
+    out: dict[str, dict[str, float]] = {}
+    for r in rows:
+        value = r[value_key]
+        out.setdefault(str(r[row_key]), {})[str(r[col_key])] = (
+            math.nan if value is None else float(value)
+        )
+    return out
 
 
 def funnel(

@@ -231,6 +231,17 @@ def test_fitness_plot_marks_each_restart_and_skips_non_finite_points():
     assert list(best.get_ydata()) == [0.1, 0.1, 0.3, 0.3]
 
 
+def test_pivot_turns_funnel_rows_into_per_program_stage_scores():
+    rows = [
+        {"program": "p1", "stage": "A", "fitness": 1.0},
+        {"program": "p1", "stage": "B", "fitness": 2.5},
+        {"program": "p2", "stage": "A", "fitness": None},
+    ]
+    scores = plots.pivot(rows, "program", "stage", "fitness")
+    assert scores["p1"] == {"A": 1.0, "B": 2.5}
+    assert math.isnan(scores["p2"]["A"])
+
+
 def test_funnel_and_loss_curve_plots_draw_one_line_per_program_and_panel_per_task():
     fig = plots.funnel({"p1": {"A": 1.0, "B": 2.0, "C": 3.0}, "p2": {"A": 0.5}}, ["A", "B", "C"])
     lines = fig.axes[0].lines
