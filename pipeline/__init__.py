@@ -28,3 +28,12 @@ __all__ = [
     "seeds",
     "tf_step",
 ]
+
+
+def __getattr__(name: str):
+    # pipeline.load_optimizer / load_program without importing MLflow on every `import pipeline`.
+    if name in ("load_optimizer", "load_program"):
+        from pipeline import registry
+
+        return getattr(registry, name)
+    raise AttributeError(f"module 'pipeline' has no attribute {name!r}")

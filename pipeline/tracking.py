@@ -1,0 +1,428 @@
+"""MLflow tracking for searches: a parent run per ``discover``, a child run per stage.
+
+Example::
+
+    tracker = Tracker("quickstart")
+    with tracker.run("discover", config_text=gin_text, params=params, seed=0):
+        with tracker.stage("evolve"):
+            for batch in search:                    # lists of CandidateRecord
+                tracker.log_candidates(batch)
+        with tracker.stage("simplify"):
+            tracker.log_simplification(winner, simplified)
+            tracker.log_lineage(winner.structural_hash())
+            tracker.register(simplified)
+
+Everything goes through one ``MlflowClient`` with explicit run ids (no fluent active-run
+state). Candidates are buffered and appended to the run's ``candidates.json`` table in
+batches whose size grows with the table (so total writing stays linear in the number of
+candidates); metrics are buffered and sent with ``log_batch``. The tracker is a stateful
+logger for one flow: use it from one thread (Prefect tasks return records to the flow, and
+the flow logs them).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import subprocess
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from matplotlib.figure import Figure
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+from pipeline import plots
+from pipeline.plots import LineageStep
+from pipeline.program import Program
+from pipeline.records import CandidateRecord
+
+__all__ = [
+    "CANDIDATES_TABLE",
+    "Tracker",
+    "default_tracking_uri",
+    "git_commit",
+    "lineage",
+]
+
+CANDIDATES_TABLE = "candidates.json"
+_MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
+_BATCH_PARAMS = 100  # log_batch limits
+_BATCH_METRICS = 1000
+
+
+def default_tracking_uri() -> str:
+    """``$MLFLOW_TRACKING_URI`` if set, else sqlite ``mlflow.db`` in the working directory."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return "sqlite:///" + Path("mlflow.db").resolve().as_posix()
+
+
+def _default_artifact_location(tracking_uri: str) -> str | None:
+    """``mlartifacts/`` next to a sqlite file; None (the server decides) for anything else."""
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix) or ":memory:" in tracking_uri:
+        return None
+    return (Path(tracking_uri[len(prefix) :]).resolve().parent / "mlartifacts").as_uri()
+
+
+def git_commit(cwd: str | os.PathLike | None = None) -> str:
+    """The checked-out commit of the git repository at ``cwd``, or "" when there is none."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def lineage(records: Iterable[CandidateRecord], winner_hash: str) -> list[LineageStep]:
+    """The winner's ancestor chain, seed first, following ``parent_hash -> structural_hash``.
+
+    For each hash the first record carrying it is used (later ones are cache hits of it).
+    The chain stops at a record without a parent, at a parent never logged, or at a cycle.
+    """
+    first: dict[str, CandidateRecord] = {}
+    for r in records:
+        first.setdefault(r.structural_hash, r)
+    chain: list[CandidateRecord] = []
+    seen: set[str] = set()
+    h = winner_hash
+    while h and h in first and h not in seen:
+        seen.add(h)
+        chain.append(first[h])
+        h = first[h].parent_hash
+    chain.reverse()
+    steps, previous = [], None
+    for r in chain:
+        diff = ""
+        if previous is not None:
+            diff = "".join(
+                difflib.unified_diff(
+                    previous.program.splitlines(keepends=True),
+                    r.program.splitlines(keepends=True),
+                    "parent",
+                    "child",
+                    n=1,
+                )
+            )
+        steps.append(
+            LineageStep(r.structural_hash, r.mutation, r.generation, r.fitness, r.program, diff)
+        )
+        previous = r
+    return steps
+
+
+def _row(record: CandidateRecord) -> dict:
+    row = record.to_dict()
+    if not math.isfinite(record.fitness):  # JSON has no infinities; rejection says why
+        row["fitness"] = None
+    return row
+
+
+def _text(program: Program | str) -> str:
+    return program.to_text() if isinstance(program, Program) else program
+
+
+@dataclass
+class _OpenRun:
+    """Buffers and running statistics of one open run (internal)."""
+
+    run_id: str
+    started: float
+    rows: list[dict] = field(default_factory=list)
+    rows_written: int = 0
+    metrics: list[Metric] = field(default_factory=list)
+    seen: int = 0
+    evaluated: int = 0
+    structural_hits: int = 0
+    fec_hits: int = 0
+    rejected: int = 0
+    best: float = -math.inf
+    fitness: list[float] = field(default_factory=list)
+    restarts: list[tuple[int, str]] = field(default_factory=list)
+    last_point: tuple[int, float] = (0, 0.0)  # (candidates seen, time) at the last metric step
+
+
+class Tracker:
+    """Logs a search to MLflow: one experiment per config, nested runs, batched writes.
+
+    Args:
+        experiment: the experiment name (the gin config's name).
+        tracking_uri: defaults to :func:`default_tracking_uri`.
+        artifact_location: where a *new* experiment stores artifacts; defaults to
+            ``mlartifacts/`` next to a sqlite database, else the server's default.
+        flush_rows: candidates buffered before the table is appended to (the batch also
+            grows to a quarter of the rows already written, to keep appends linear overall).
+        metrics_every: candidates between two metric steps.
+    """
+
+    def __init__(
+        self,
+        experiment: str,
+        tracking_uri: str | None = None,
+        *,
+        artifact_location: str | None = None,
+        flush_rows: int = 2000,
+        metrics_every: int = 100,
+    ):
+        if flush_rows < 1 or metrics_every < 1:
+            raise ValueError(
+                "`flush_rows` and `metrics_every` must be >= 1. "
+                f"Received: flush_rows={flush_rows}, metrics_every={metrics_every}"
+            )
+        self.tracking_uri = tracking_uri or default_tracking_uri()
+        self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        self.flush_rows = flush_rows
+        self.metrics_every = metrics_every
+        found = self.client.get_experiment_by_name(experiment)
+        if found is not None:
+            self.experiment_id = found.experiment_id
+        else:
+            location = artifact_location or _default_artifact_location(self.tracking_uri)
+            self.experiment_id = self.client.create_experiment(experiment, location)
+        self._stack: list[_OpenRun] = []
+        self._first_by_hash: dict[str, CandidateRecord] = {}
+
+    # ----- runs -----------------------------------------------------------------------------
+
+    @property
+    def run_id(self) -> str:
+        """The innermost open run's id."""
+        return self._top().run_id
+
+    def _top(self) -> _OpenRun:
+        if not self._stack:
+            raise RuntimeError("No open run: use `with tracker.run(...)` or `tracker.stage(...)`.")
+        return self._stack[-1]
+
+    @contextmanager
+    def run(
+        self,
+        name: str = "discover",
+        *,
+        config_text: str = "",
+        params: Mapping[str, object] | None = None,
+        seed: int | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> Iterator[str]:
+        """A run (the parent of the stages opened inside it); yields its id.
+
+        Logs ``config_text`` (the operative gin config) as ``config/operative_config.gin``,
+        ``params``, and tags: the git commit when there is one, the seed, and ``tags``.
+        """
+        all_tags = dict(tags or {})
+        commit = git_commit()
+        if commit:
+            all_tags.update({"git_commit": commit, MLFLOW_GIT_COMMIT: commit})
+        if seed is not None:
+            all_tags["seed"] = str(seed)
+        with self._open(name, all_tags) as run_id:
+            if config_text:
+                self.client.log_text(run_id, config_text, "config/operative_config.gin")
+            if params:
+                self.log_params(params)
+            yield run_id
+
+    @contextmanager
+    def stage(self, name: str, *, params: Mapping[str, object] | None = None) -> Iterator[str]:
+        """A child run of the open run (a top-level run when none is open); yields its id.
+
+        On exit the buffered candidates and metrics are written, and a stage that logged
+        candidates gets ``plots/fitness.png``.
+        """
+        with self._open(name, {"stage": name}) as run_id:
+            if params:
+                self.log_params(params)
+            yield run_id
+
+    @contextmanager
+    def _open(self, name: str, tags: Mapping[str, str]) -> Iterator[str]:
+        tags = {MLFLOW_RUN_NAME: name, **tags}
+        if self._stack:
+            tags[MLFLOW_PARENT_RUN_ID] = self._stack[-1].run_id
+        run = self.client.create_run(self.experiment_id, tags=tags, run_name=name)
+        now = time.perf_counter()
+        self._stack.append(_OpenRun(run.info.run_id, now, last_point=(0, now)))
+        status = RunStatus.FINISHED
+        try:
+            yield run.info.run_id
+        except KeyboardInterrupt:
+            status = RunStatus.KILLED
+            raise
+        except BaseException:
+            status = RunStatus.FAILED
+            raise
+        finally:
+            try:
+                self._close_top()
+            finally:
+                top = self._stack.pop()
+                self.client.set_terminated(top.run_id, RunStatus.to_string(status))
+
+    def _close_top(self) -> None:
+        top = self._stack[-1]
+        if top.seen and top.last_point[0] != top.seen:
+            self._metric_step(top)
+        self.flush()
+        if top.seen:
+            fig = plots.fitness_over_candidates(top.fitness, top.restarts)
+            self.log_figure(fig, "plots/fitness.png")
+
+    # ----- candidates and metrics -----------------------------------------------------------
+
+    def log_candidates(self, records: Iterable[CandidateRecord]) -> None:
+        """Buffer candidates for the open run's candidates table and update its metrics.
+
+        Every ``metrics_every`` candidates a metric step is recorded (step = candidates seen):
+        ``best_fitness``, ``cache_hit_rate``, ``structural_hit_rate``, ``fec_hit_rate``,
+        ``rejection_rate``, ``evaluated``, ``candidates_per_s``.
+        """
+        top = self._top()
+        for r in records:
+            top.rows.append(_row(r))
+            top.seen += 1
+            top.fitness.append(r.fitness)
+            if r.cache_hit == "structural":
+                top.structural_hits += 1
+            elif r.cache_hit == "fec":
+                top.fec_hits += 1
+            if r.rejection:
+                top.rejected += 1
+            if r.evaluated:
+                top.evaluated += 1
+            if math.isfinite(r.fitness) and r.fitness > top.best:
+                top.best = r.fitness
+            self._first_by_hash.setdefault(r.structural_hash, r)
+            if top.seen - top.last_point[0] >= self.metrics_every:
+                self._metric_step(top)
+        if len(top.rows) >= max(self.flush_rows, top.rows_written // 4):
+            self._flush_rows(top)
+
+    def mark_restart(self, at: int, kind: str = "restart") -> None:
+        """Mark a restart before candidate ``at`` (shown on the stage's fitness plot)."""
+        self._top().restarts.append((at, kind))
+
+    def _metric_step(self, top: _OpenRun) -> None:
+        now = time.perf_counter()
+        n0, t0 = top.last_point
+        seen = max(top.seen, 1)
+        values = {
+            "structural_hit_rate": top.structural_hits / seen,
+            "fec_hit_rate": top.fec_hits / seen,
+            "cache_hit_rate": (top.structural_hits + top.fec_hits) / seen,
+            "rejection_rate": top.rejected / seen,
+            "evaluated": float(top.evaluated),
+            "candidates_per_s": (top.seen - n0) / max(now - t0, 1e-9),
+        }
+        if math.isfinite(top.best):
+            values["best_fitness"] = top.best
+        self._buffer_metrics(top, values, top.seen)
+        top.last_point = (top.seen, now)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        """Buffer metrics for the open run at ``step`` (sent with ``log_batch``)."""
+        self._buffer_metrics(self._top(), metrics, step)
+
+    def _buffer_metrics(self, top: _OpenRun, metrics: Mapping[str, float], step: int) -> None:
+        ms = int(time.time() * 1000)
+        top.metrics.extend(Metric(k, float(v), ms, int(step)) for k, v in metrics.items())
+        if len(top.metrics) >= _BATCH_METRICS:
+            self._flush_metrics(top)
+
+    def _flush_metrics(self, top: _OpenRun) -> None:
+        for i in range(0, len(top.metrics), _BATCH_METRICS):
+            self.client.log_batch(top.run_id, metrics=top.metrics[i : i + _BATCH_METRICS])
+        top.metrics.clear()
+
+    def _flush_rows(self, top: _OpenRun) -> None:
+        if not top.rows:
+            return
+        import pandas as pd  # an MLflow dependency; imported lazily, it is slow to import
+
+        table = pd.DataFrame.from_records(top.rows, columns=list(top.rows[0]))
+        self.client.log_table(top.run_id, table, CANDIDATES_TABLE)
+        top.rows_written += len(top.rows)
+        top.rows.clear()
+
+    def flush(self) -> None:
+        """Write the open run's buffered candidates and metrics now."""
+        if self._stack:
+            self._flush_rows(self._stack[-1])
+            self._flush_metrics(self._stack[-1])
+
+    # ----- everything else ------------------------------------------------------------------
+
+    def log_params(self, params: Mapping[str, object]) -> None:
+        """Log params (values as text, cut to MLflow's limit) on the open run."""
+        items = [Param(str(k), str(v)[:_MAX_PARAM_CHARS]) for k, v in params.items()]
+        for i in range(0, len(items), _BATCH_PARAMS):
+            self.client.log_batch(self.run_id, params=items[i : i + _BATCH_PARAMS])
+
+    def set_tags(self, tags: Mapping[str, object]) -> None:
+        """Set tags on the open run."""
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_table(self, rows: Sequence[Mapping[str, object]], name: str) -> None:
+        """Log a list of dicts (funnel, benchmark, ...) as the table ``tables/<name>.json``."""
+        import pandas as pd
+
+        self.client.log_table(self.run_id, pd.DataFrame.from_records(rows), f"tables/{name}.json")
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        """Log ``text`` as the artifact ``artifact_file`` of the open run."""
+        self.client.log_text(self.run_id, text, artifact_file)
+
+    def log_figure(self, figure: Figure, artifact_file: str) -> None:
+        """Log a matplotlib figure (e.g. from :mod:`pipeline.plots`) as ``artifact_file``."""
+        self.client.log_figure(self.run_id, figure, artifact_file)
+
+    def log_simplification(self, before: Program | str, after: Program | str) -> None:
+        """Log the winner before and after simplification, their diff and statement counts."""
+        b, a = _text(before), _text(after)
+        self.log_text(b, "winner/before.txt")
+        self.log_text(a, "winner/after.txt")
+        diff = difflib.unified_diff(
+            b.splitlines(keepends=True), a.splitlines(keepends=True), "before", "after"
+        )
+        self.log_text("".join(diff), "winner/simplification.diff")
+        self.log_metrics(
+            {"statements_before": b.count("\n"), "statements_after": a.count("\n")}, step=0
+        )
+
+    def log_lineage(
+        self, winner_hash: str, records: Iterable[CandidateRecord] | None = None
+    ) -> list[LineageStep]:
+        """Log the winner's ancestor chain as ``winner/lineage.md`` and ``plots/lineage.png``.
+
+        ``records`` defaults to every candidate this tracker has logged.
+        """
+        steps = lineage(self._first_by_hash.values() if records is None else records, winner_hash)
+        parts = [f"# lineage of {winner_hash}\n"]
+        for k, s in enumerate(steps):
+            parts.append(
+                f"\n## {k}. {s.mutation} (generation {s.generation}, fitness {s.fitness:.6g})\n"
+                f"\n```\n{s.program}```\n"
+            )
+            if s.diff:
+                parts.append(f"\n```diff\n{s.diff}```\n")
+        self.log_text("".join(parts), "winner/lineage.md")
+        self.log_figure(plots.lineage(steps), "plots/lineage.png")
+        return steps
+
+    def register(self, program: Program, **kwargs):
+        """Log ``program`` as an MLflow model in the open run and register it.
+
+        Keyword arguments go to :func:`pipeline.registry.log_program_model`; returns the
+        ``ModelVersion``.
+        """
+        from pipeline.registry import log_program_model
+
+        return log_program_model(program, run_id=self.run_id, client=self.client, **kwargs)
