@@ -464,19 +464,19 @@ class Search:
                 if p.eval_slot >= 0 and p.fingerprint and self.config.fec_cache_size:
                     self.fec.put(p.fingerprint, p.fitness)
         self._evaluations += n_eval
-        records = [self._record(p) for p in pending]
+        records = [self._record(p, len(self.records) + k) for k, p in enumerate(pending)]
         self.records.extend(records)
         self._update_population(pending)
         if self.checkpoint is not None:
             self.save(self.checkpoint)
         return records
 
-    def _record(self, p: _Pending) -> CandidateRecord:
+    def _record(self, p: _Pending, index: int) -> CandidateRecord:
         c = p.child
         if c.rejection:
             self._rejections[c.rejection] += 1
         return CandidateRecord(
-            index=len(self.records),
+            index=index,
             program=c.text,
             structural_hash=c.program.structural_hash() if c.program is not None else "",
             fingerprint=p.fingerprint,
