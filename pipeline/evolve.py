@@ -410,7 +410,7 @@ class Search:
             if child.program is None:
                 continue
             h = child.program.structural_hash()
-            if h in by_hash:
+            if self.config.structural_cache and h in by_hash:
                 p.cache_hit, p.same_as = "structural", by_hash[h]
                 p.fingerprint = pending[by_hash[h]].fingerprint
                 continue
