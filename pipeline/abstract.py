@@ -1,0 +1,140 @@
+"""Abstract execution: reject broken programs before any training.
+
+A program runs on abstract values instead of numbers: each value is a *shape class*
+(scalar or ``w``-shaped tensor; every value is float32, so there is no dtype to track)
+plus the set of inputs it depends on, across steps (through the state slots). That is
+enough to catch, in microseconds, the programs that would only waste an evaluation:
+
+* malformed statements (unknown op, wrong arity, a literal where the op wants a variable,
+  an op of literals only, a non-finite literal, a bad target name);
+* reads of variables that are never written before the read;
+* a reduction applied to a scalar, or to a scalar and a tensor (a shape error);
+* no ``update``, an ``update`` whose shape is not ``w``'s, an ``update`` that does not
+  depend on ``g`` (now or through state at a later step);
+* too many statements or state slots for the search's budget.
+
+:func:`check` returns a :class:`Rejection` or ``None`` when the program is accepted. It takes
+raw statements (what a mutation produces) so that it can judge programs that
+:class:`~pipeline.program.Program` would refuse to construct.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+from collections.abc import Sequence
+
+from ops import OPS, Shape
+from pipeline.program import INPUTS, OUTPUT, SCALAR_INPUTS, STATE_SLOTS, Program, Statement
+
+__all__ = ["Rejection", "check", "check_program"]
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+class Rejection(enum.Enum):
+    """Why a candidate was rejected; ``.value`` is the text stored in a CandidateRecord."""
+
+    TOO_LONG = "too_long"
+    TOO_MANY_SLOTS = "too_many_slots"
+    UNKNOWN_OP = "unknown_op"
+    WRONG_ARITY = "wrong_arity"
+    BAD_TARGET = "bad_target"
+    LITERAL_NOT_ALLOWED = "literal_not_allowed"
+    LITERALS_ONLY = "literals_only"
+    NON_FINITE_LITERAL = "non_finite_literal"
+    UNDEFINED_READ = "undefined_read"
+    REDUCE_SHAPE = "reduce_shape_mismatch"
+    NO_UPDATE = "no_update"
+    UPDATE_SHAPE = "update_shape_mismatch"
+    UPDATE_IGNORES_GRADIENT = "update_ignores_gradient"
+    # Not produced by check(): the mutator's own reasons to redraw.
+    UNCHANGED = "unchanged"
+    INVALID_PROGRAM = "invalid_program"  # Program() refused what check() accepted
+
+
+_SCALAR, _TENSOR = False, True  # the shape class: is it w-shaped?
+
+
+def check(
+    statements: Sequence[Statement], *, max_len: int | None = None, n_slots: int = 4
+) -> Rejection | None:
+    """Abstractly execute ``statements``; the first reason to reject them, or ``None``.
+
+    ``max_len`` caps the number of statements (``None``: no cap); ``n_slots`` caps how many
+    distinct state slots the program may use.
+    """
+    if max_len is not None and len(statements) > max_len:
+        return Rejection.TOO_LONG
+    used_slots: list[str] = []
+    defined = set(INPUTS) | set(STATE_SLOTS)
+    for st in statements:
+        op = OPS.get(st.op)
+        if op is None:
+            return Rejection.UNKNOWN_OP
+        if len(st.args) != op.arity:
+            return Rejection.WRONG_ARITY
+        if not _NAME.match(st.target) or st.target.startswith("__"):
+            return Rejection.BAD_TARGET
+        for i, a in enumerate(st.args):
+            if isinstance(a, str):
+                if a not in defined:
+                    return Rejection.UNDEFINED_READ
+                if a in STATE_SLOTS and a not in used_slots:
+                    used_slots.append(a)
+            else:
+                if not op.const_ok[i]:
+                    return Rejection.LITERAL_NOT_ALLOWED
+                if not math.isfinite(a):
+                    return Rejection.NON_FINITE_LITERAL
+        if st.args and all(not isinstance(a, str) for a in st.args):
+            return Rejection.LITERALS_ONLY
+        defined.add(st.target)
+        if st.target in STATE_SLOTS and st.target not in used_slots:
+            used_slots.append(st.target)
+    if len(used_slots) > n_slots:
+        return Rejection.TOO_MANY_SLOTS
+    if not any(st.target == OUTPUT for st in statements):
+        return Rejection.NO_UPDATE
+    return _flow(statements)
+
+
+def check_program(program: Program, *, max_len: int | None = None, n_slots: int = 4):
+    """:func:`check` for a constructed :class:`Program`."""
+    return check(program.statements, max_len=max_len, n_slots=n_slots)
+
+
+def _flow(statements: Sequence[Statement]) -> Rejection | None:
+    """Shape classes and input dependence, to a fixed point over steps (state slots)."""
+    slot_deps: dict[str, frozenset[str]] = {s: frozenset() for s in STATE_SLOTS}
+    while True:
+        shape: dict[str, bool] = {x: x not in SCALAR_INPUTS for x in INPUTS}
+        deps: dict[str, frozenset[str]] = {x: frozenset({x}) for x in INPUTS}
+        for s in STATE_SLOTS:
+            shape[s] = _TENSOR
+            deps[s] = slot_deps[s]
+        for st in statements:
+            op = OPS[st.op]
+            names = [a for a in st.args if isinstance(a, str)]
+            d = frozenset().union(*(deps[a] for a in names))
+            match op.shape:
+                case Shape.ELEMENTWISE:
+                    out = any(shape[a] for a in names)
+                case Shape.REDUCE:
+                    if not all(shape[a] for a in names):
+                        return Rejection.REDUCE_SHAPE
+                    out = _SCALAR
+                case Shape.CONST:
+                    out = _SCALAR
+            shape[st.target] = _TENSOR if st.target in STATE_SLOTS else out
+            deps[st.target] = d
+        new = {s: deps[s] | slot_deps[s] if s in deps else slot_deps[s] for s in STATE_SLOTS}
+        if new == slot_deps:
+            break
+        slot_deps = new
+    if not shape[OUTPUT]:
+        return Rejection.UPDATE_SHAPE
+    if "g" not in deps[OUTPUT]:
+        return Rejection.UPDATE_IGNORES_GRADIENT
+    return None
