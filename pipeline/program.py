@@ -345,9 +345,12 @@ class Program:
     @property
     def slots(self) -> tuple[str, ...]:
         """State slots the program reads or writes, in slot order."""
-        used = {st.target for st in self.statements}
-        used.update(a for st in self.statements for a in st.reads())
-        return tuple(s for s in STATE_SLOTS if s in used)
+        slots = self._cache.get("slots")
+        if slots is None:
+            used = {st.target for st in self.statements}
+            used.update(a for st in self.statements for a in st.reads())
+            slots = self._cache["slots"] = tuple(s for s in STATE_SLOTS if s in used)
+        return slots
 
     def with_lr_scale(self, factor: float) -> Program:
         """The same rule run at learning rate ``lr * factor`` (prepends ``lr = lr * factor``)."""
