@@ -66,14 +66,18 @@ class CharLM(Task):
             rng = np.random.default_rng([self.data_seed, 13])
             span = self.context + 1
 
-            def windows(lo: int, hi: int, n: int) -> np.ndarray:
-                starts = rng.integers(lo, hi - span, size=n)
-                return np.stack([tokens[s : s + span] for s in starts])
-
-            tr = windows(0, cut, scaled(self.base_train, self.scale))
-            va = windows(cut, len(tokens), self.n_val)
+            tr_starts = rng.integers(0, cut - span, size=scaled(self.base_train, self.scale))
+            va_starts = rng.integers(cut, len(tokens) - span, size=self.n_val)
+            self._cache["starts"] = (tr_starts, va_starts, cut)
+            tr = np.stack([tokens[s : s + span] for s in tr_starts])
+            va = np.stack([tokens[s : s + span] for s in va_starts])
             self._cache["data"] = TaskData(tr[:, :-1], tr[:, 1:], va[:, :-1], va[:, 1:])
         return self._cache["data"]
+
+    def window_starts(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """Corpus offsets of the train and validation windows, and the split point."""
+        self.data()
+        return self._cache["starts"]
 
     def param_shapes(self):
         v, d, t = len(VOCAB), self.d_model, self.context
