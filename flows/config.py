@@ -1,0 +1,101 @@
+"""gin at the package boundary: what an experiment file may bind, and parsing it.
+
+Configurables are registered here, once, under short names (``EvolveSettings.budget = 100``,
+``EvolutionConfig.population_size = 64``, ``Stage``, ``Hurdles``, ...), so pipeline/ stays
+plain Python. ``parse()`` turns gin's errors into :class:`ConfigError` naming the file, the
+line and the binding, and returns the operative config text that every run logs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import gin
+from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+
+from flows import settings
+from pipeline.evaluate import Hurdles
+from pipeline.evolve import EvolutionConfig, RestartFrom, Strategy
+from pipeline.funnel import Stage
+from pipeline.mutate import MutationConfig
+
+__all__ = ["ConfigError", "configured", "parse", "task_runner"]
+
+
+class ConfigError(ValueError):
+    """A gin file or binding that does not configure lionforge."""
+
+
+def _register() -> dict[str, type]:
+    classes = {
+        "Experiment": settings.Experiment,
+        "EvolveSettings": settings.EvolveSettings,
+        "FunnelSettings": settings.FunnelSettings,
+        "SimplifySettings": settings.SimplifySettings,
+        "BenchmarkSettings": settings.BenchmarkSettings,
+        "RegisterSettings": settings.RegisterSettings,
+        "EvolutionConfig": EvolutionConfig,
+        "MutationConfig": MutationConfig,
+        "Hurdles": Hurdles,
+        "Stage": Stage,
+    }
+    out = {name: gin.external_configurable(cls, name=name) for name, cls in classes.items()}
+    gin.constant("RESTART_SEED", RestartFrom.SEED)
+    gin.constant("RESTART_BEST", RestartFrom.BEST)
+    gin.constant("RESTART_ALTERNATE", RestartFrom.ALTERNATE)
+    gin.constant("STRATEGY_EVOLUTION", Strategy.EVOLUTION)
+    gin.constant("STRATEGY_RANDOM", Strategy.RANDOM)
+    return out
+
+
+_CONFIGURABLE = _register()
+
+
+@gin.configurable
+def task_runner(kind: str = "threads", max_workers: int = 1):
+    """The Prefect task runner for evaluation batches: a bounded thread or process pool.
+
+    ``kind``: ``threads`` (default; TF releases the GIL) or ``processes``. Dask is available
+    through prefect-dask where installed (see README, scale-out).
+    """
+    if max_workers < 1:
+        raise ConfigError(f"task_runner.max_workers must be >= 1, got {max_workers}")
+    if kind == "threads":
+        return ThreadPoolTaskRunner(max_workers=max_workers)
+    if kind == "processes":
+        return ProcessPoolTaskRunner(max_workers=max_workers)
+    raise ConfigError(f"task_runner.kind must be 'threads' or 'processes', got {kind!r}")
+
+
+def configured(name: str):
+    """An instance of the registered configurable ``name`` with the parsed bindings."""
+    return _CONFIGURABLE[name]()
+
+
+def parse(gin_files: Sequence[str | os.PathLike] = (), gin_params: Sequence[str] = ()) -> str:
+    """Clear gin, parse the files then the bindings; returns the config text to log.
+
+    Files are looked up as given, then relative to the repository's ``gin/`` folder, and
+    ``include`` lines resolve relative to the including file's folder.
+    """
+    gin.clear_config()
+    files = [str(_locate(f)) for f in gin_files]
+    for f in files:
+        gin.add_config_file_search_path(str(Path(f).parent))
+    try:
+        gin.parse_config_files_and_bindings(files, list(gin_params), finalize_config=False)
+    except (ValueError, SyntaxError, KeyError, TypeError) as err:
+        raise ConfigError(f"bad gin config: {err}") from None
+    return gin.config_str()
+
+
+def _locate(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if p.exists():
+        return p.resolve()
+    bundled = Path(__file__).resolve().parent.parent / "gin" / p.name
+    if bundled.exists():
+        return bundled
+    raise ConfigError(f"gin file not found: {path}")

@@ -1,0 +1,201 @@
+"""Prefect flows: thin wrappers over :mod:`flows.stages`.
+
+Every flow takes its gin files and bindings as parameters (so a deployment or a worker gets
+the whole experiment from them), tracks to MLflow, and runs evaluation as Prefect tasks, one
+per chunk of candidates, with retries. With no ``PREFECT_API_URL`` Prefect starts a temporary
+local server by itself; with one, runs appear on that server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from flows import config, stages
+from flows.progress import Progress
+from flows.settings import EvolveSettings
+from pipeline.evaluate import Hurdles
+from pipeline.program import Program
+from pipeline.tracking import Tracker
+
+__all__ = [
+    "benchmark_flow",
+    "discover_flow",
+    "evolve_flow",
+    "funnel_flow",
+    "simplify_flow",
+]
+
+
+@task(
+    name="evaluate-candidates",
+    retries=2,
+    retry_delay_seconds=1,
+    cache_policy=NO_CACHE,
+    task_run_name="evaluate {task_name} x{scale}: {n} candidates",
+)
+def evaluate_chunk(
+    texts: list[str],
+    task_name: str,
+    scale: float,
+    seed: int,
+    hurdles: Hurdles,
+    cache_dir: str | None,
+    n: int,
+) -> list[float]:
+    """One chunk of candidates trained together; persisted so a re-run reuses it."""
+    return stages.evaluate_texts(texts, task_name, scale, seed, hurdles, cache_dir)
+
+
+def prefect_evaluator(cfg: EvolveSettings, cache_dir: str | None) -> stages.EvaluateBatch:
+    """``programs -> fitnesses`` through Prefect tasks of ``cfg.eval_chunk`` programs each."""
+
+    def run(programs: Sequence[Program]) -> list[float]:
+        texts = [p.to_text() for p in programs]
+        chunks = [texts[i : i + cfg.eval_chunk] for i in range(0, len(texts), cfg.eval_chunk)]
+        futures = [
+            evaluate_chunk.submit(
+                c, cfg.task, cfg.scale, cfg.task_seed, cfg.hurdles, cache_dir, len(c)
+            )
+            for c in chunks
+        ]
+        return [f for fut in futures for f in fut.result()]
+
+    return run
+
+
+def proxy_fitness(cfg: EvolveSettings):
+    """One program's fitness on the proxy task (for the simplifier's low-effect pass)."""
+
+    def fitness(program: Program) -> float:
+        return stages.evaluate_texts(
+            [program.to_text()], cfg.task, cfg.scale, cfg.task_seed, cfg.hurdles
+        )[0]
+
+    return fitness
+
+
+def _setup(gin_files: Sequence[str], gin_params: Sequence[str]):
+    text = config.parse(gin_files, gin_params)
+    exp = config.configured("Experiment")
+    return text, exp, Tracker(exp.name)
+
+
+@flow(name="lionforge-evolve")
+def evolve_flow(
+    gin_files: list[str], gin_params: list[str] | None = None, run_dir: str = "runs/evolve",
+    budget: int | None = None, show_progress: bool = True,
+) -> dict:
+    """Warm-started regularized evolution on the proxy task; resumes from ``run_dir``."""
+    text, exp, tracker = _setup(gin_files, gin_params or [])
+    cfg = config.configured("EvolveSettings")
+    with tracker.run("evolve", config_text=text, params=stages.settings_params(cfg),
+                     seed=exp.seed):
+        search = stages.evolve_stage(
+            cfg, exp, run_dir, prefect_evaluator(cfg, str(Path(run_dir) / "batches")),
+            budget=budget, tracker=tracker,
+            progress=Progress(budget or cfg.budget) if show_progress else None,
+        )
+    return stages.summary_of(search)
+
+
+@flow(name="lionforge-funnel")
+def funnel_flow(gin_files: list[str], gin_params: list[str] | None = None,
+                run_dir: str = "runs/evolve") -> list[dict]:
+    """The search in ``run_dir`` through the funnel; returns the funnel table."""
+    from pipeline.evolve import Search
+
+    text, exp, tracker = _setup(gin_files, gin_params or [])
+    search = Search.resume(Path(run_dir) / stages.SEARCH_FILE)
+    with tracker.run("funnel", config_text=text, seed=exp.seed):
+        result = stages.funnel_stage(
+            search, config.configured("FunnelSettings"),
+            stages.stage_evaluator(config.configured("EvolveSettings")), tracker,
+        )
+    print(result.format())
+    return result.table()
+
+
+@flow(name="lionforge-simplify")
+def simplify_flow(program_text: str, gin_files: list[str],
+                  gin_params: list[str] | None = None) -> str:
+    """A program simplified to a readable rule; returns its text."""
+    text, exp, tracker = _setup(gin_files, gin_params or [])
+    program = Program.parse(program_text)
+    with tracker.run("simplify", config_text=text, seed=exp.seed):
+        result = stages.simplify_stage(
+            program, config.configured("SimplifySettings"),
+            proxy_fitness(config.configured("EvolveSettings")), tracker,
+        )
+    print(result.summary())
+    return result.program.to_text()
+
+
+@flow(name="lionforge-benchmark")
+def benchmark_flow(program_text: str, gin_files: list[str],
+                   gin_params: list[str] | None = None, lr_multiplier: float = 1.0) -> list[dict]:
+    """A program against Keras' AdamW and Lion on the target tasks."""
+    text, exp, tracker = _setup(gin_files, gin_params or [])
+    with tracker.run("benchmark", config_text=text, seed=exp.seed):
+        result = stages.benchmark_stage(
+            Program.parse(program_text), lr_multiplier,
+            config.configured("BenchmarkSettings"), tracker,
+        )
+    print(result.format())
+    return result.table()
+
+
+@flow(name="lionforge-discover")
+def discover_flow(
+    gin_files: list[str], gin_params: list[str] | None = None, run_dir: str = "runs/discover",
+    budget: int | None = None, show_progress: bool = True,
+) -> dict:
+    """evolve -> funnel -> simplify -> benchmark -> register, in one tracked MLflow run."""
+    text, exp, tracker = _setup(gin_files, gin_params or [])
+    evolve_cfg = config.configured("EvolveSettings")
+    funnel_cfg = config.configured("FunnelSettings")
+    simplify_cfg = config.configured("SimplifySettings")
+    bench_cfg = config.configured("BenchmarkSettings")
+    register_cfg = config.configured("RegisterSettings")
+    params = stages.settings_params(evolve_cfg, funnel_cfg, simplify_cfg, bench_cfg)
+    with tracker.run("discover", config_text=text, params=params, seed=exp.seed) as run_id:
+        with tracker.stage("evolve"):
+            search = stages.evolve_stage(
+                evolve_cfg, exp, run_dir,
+                prefect_evaluator(evolve_cfg, str(Path(run_dir) / "batches")),
+                budget=budget, tracker=tracker,
+                progress=Progress(budget or evolve_cfg.budget) if show_progress else None,
+            )
+        with tracker.stage("funnel"):
+            funnel = stages.funnel_stage(
+                search, funnel_cfg, stages.stage_evaluator(evolve_cfg), tracker
+            )
+        chosen = funnel.winner or funnel.best_effort or search.best.program
+        beat = funnel.winner is not None
+        with tracker.stage("simplify"):
+            simple = stages.simplify_stage(
+                chosen, simplify_cfg, proxy_fitness(evolve_cfg), tracker
+            )
+            tracker.log_lineage(chosen.structural_hash, search.records)
+        with tracker.stage("benchmark"):
+            bench = stages.benchmark_stage(
+                simple.program, funnel.winner_lr_multiplier if beat else 1.0, bench_cfg, tracker
+            )
+        tracker.set_tags({"beat_baseline": str(beat)})
+        version = stages.register_stage(simple.program, register_cfg, tracker)
+    summary = {
+        "run_id": run_id,
+        "experiment": exp.name,
+        "winner": simple.program.to_text(),
+        "beat_baseline_in_funnel": beat,
+        "registered": f"models:/{register_cfg.model_name}@{register_cfg.alias}",
+        "model_version": getattr(version, "version", None),
+        "evolve": stages.summary_of(search),
+        "funnel": funnel.format(),
+        "benchmark": bench.format(),
+        "benchmark_table": bench.table(),
+    }
+    return summary

@@ -1,0 +1,94 @@
+"""What an experiment sets: one frozen dataclass per stage, defaults from the papers.
+
+gin binds these (``flows.config`` registers them); the flows read them. A gin file such as
+``gin/quickstart.gin`` is a few bindings on top of these defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pipeline.evaluate import Hurdles
+from pipeline.evolve import EvolutionConfig
+from pipeline.funnel import Stage
+
+__all__ = [
+    "BenchmarkSettings",
+    "EvolveSettings",
+    "Experiment",
+    "FunnelSettings",
+    "RegisterSettings",
+    "SimplifySettings",
+]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """The experiment: its MLflow name (one experiment per config) and the master seed."""
+
+    name: str = "lionforge"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class EvolveSettings:
+    """The search on the proxy task.
+
+    Attributes:
+        task, scale, task_seed: the proxy (``pipeline.tasks``); the seed fixes init and data.
+        seed_program: the warm start, a name in ``pipeline.seeds.SEEDS``.
+        budget: candidates to propose (the CLI's ``--budget`` overrides).
+        max_seconds: also stop after this much wall time (None: no limit).
+        evolution: population, tournament, batch size, restarts, caches, mutation.
+        hurdles: early stopping of hopeless candidates inside a batch.
+        eval_chunk: programs per evaluation task run (a Prefect task; retried on failure).
+    """
+
+    task: str = "teacher"
+    scale: float = 1.0
+    task_seed: int = 0
+    seed_program: str = "paper_adamw"
+    budget: int = 1000
+    max_seconds: float | None = None
+    evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
+    hurdles: Hurdles = field(default_factory=Hurdles)
+    eval_chunk: int = 512
+
+
+@dataclass(frozen=True)
+class FunnelSettings:
+    """Top-k distinct proxy winners through larger stages against the AdamW baseline."""
+
+    top_k: int = 10
+    stages: tuple[Stage, ...] = (Stage("B", "teacher", 10.0), Stage("C", "digits_mlp", 10.0))
+    seeds: tuple[int, ...] = (0, 1, 2)
+    lr_multipliers: tuple[float, ...] = (1 / 3, 1.0, 3.0)
+    baseline: str = "adamw"
+
+
+@dataclass(frozen=True)
+class SimplifySettings:
+    """Simplification of the winner; the low-effect pass scores on the proxy task."""
+
+    tolerance: float = 0.02
+    evolve_steps: int = 20
+
+
+@dataclass(frozen=True)
+class BenchmarkSettings:
+    """The final comparison: winner vs Keras' AdamW and Lion, same grid, seeds and steps."""
+
+    tasks: tuple[str, ...] = ("digits_mlp", "char_lm")
+    scale: float = 1.0
+    seeds: tuple[int, ...] = (0, 1)
+    lr_multipliers: tuple[float, ...] = (1 / 3, 1.0, 3.0)
+    adamw_lr: float = 1e-3
+    lion_lr: float = 1e-4
+
+
+@dataclass(frozen=True)
+class RegisterSettings:
+    """Where the winner goes in the MLflow model registry."""
+
+    model_name: str = "lionforge-discovered"
+    alias: str = "champion"

@@ -1,0 +1,273 @@
+"""The stages of a discovery as plain functions: evolve, funnel, simplify, benchmark, register.
+
+Each takes its settings, an ``evaluate`` function and an optional :class:`Tracker`; the
+Prefect flows in :mod:`flows.flows` are thin wrappers that supply Prefect-task evaluation.
+Nothing here depends on Prefect, so every stage runs and tests as plain Python.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from flows.progress import Progress
+from flows.settings import (
+    BenchmarkSettings,
+    EvolveSettings,
+    Experiment,
+    FunnelSettings,
+    RegisterSettings,
+    SimplifySettings,
+)
+from pipeline import seeds as seed_programs
+from pipeline.benchmark import BenchmarkResult, keras_contender, program_contender, run_benchmark
+from pipeline.evaluate import Hurdles, evaluate
+from pipeline.evolve import Budget, Search
+from pipeline.funnel import FunnelResult, Stage, run_funnel, top_k_distinct
+from pipeline.program import Program
+from pipeline.simplify import SimplifyResult, simplify
+from pipeline.tasks import make_task
+from pipeline.tracking import Tracker
+
+__all__ = [
+    "EvaluateBatch",
+    "batch_key",
+    "benchmark_stage",
+    "evaluate_texts",
+    "evolve_stage",
+    "funnel_stage",
+    "register_stage",
+    "simplify_stage",
+    "summary_of",
+]
+
+# programs -> fitnesses (higher is better), in order
+EvaluateBatch = Callable[[Sequence[Program]], list[float]]
+
+SEARCH_FILE = "search.json"
+SUMMARY_FILE = "summary.json"
+
+
+# ---- evaluation -------------------------------------------------------------------------------
+
+
+def batch_key(texts: Sequence[str], task: str, scale: float, seed: int, hurdles: Hurdles) -> str:
+    """A content key for one evaluation batch: same programs and task, same key."""
+    payload = json.dumps([list(texts), task, scale, seed, repr(hurdles)])
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def evaluate_texts(
+    texts: Sequence[str],
+    task: str,
+    scale: float,
+    seed: int,
+    hurdles: Hurdles,
+    cache_dir: str | None = None,
+) -> list[float]:
+    """Fitnesses of programs given as text (parsed by our parser), persisted as JSON.
+
+    With ``cache_dir``, a finished batch is written there atomically and a later call with
+    the same key (a re-run after a crash) reads it instead of training again.
+    """
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / f"{batch_key(texts, task, scale, seed, hurdles)}.json"
+        if path.exists():
+            return [_from_json(x) for x in json.loads(path.read_text())]
+    programs = [Program.parse(t) for t in texts]
+    results = evaluate(programs, task, scale, seed, hurdles=hurdles)
+    fitnesses = [r.fitness for r in results]
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps([_to_json(x) for x in fitnesses]))
+        os.replace(tmp, path)
+    return fitnesses
+
+
+def _to_json(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _from_json(x: float | None) -> float:
+    return -math.inf if x is None else float(x)
+
+
+# ---- evolve -----------------------------------------------------------------------------------
+
+
+def summary_of(search: Search) -> dict:
+    """What ``evolve`` writes to ``summary.json``."""
+    best = search.best
+    stats = search.stats
+    return {
+        "best_program": best.program.to_text() if best else None,
+        "best_fitness": _to_json(best.fitness) if best else None,
+        "best_structural_hash": best.structural_hash if best else None,
+        "candidates_evaluated": stats.candidates,
+        "evaluations": stats.evaluations,
+        "structural_hit_rate": stats.structural_hit_rate,
+        "fec_hit_rate": stats.fec_hit_rate,
+        "rejected": stats.rejected,
+        "restarts": stats.restarts,
+    }
+
+
+def evolve_stage(
+    cfg: EvolveSettings,
+    exp: Experiment,
+    run_dir: str | os.PathLike,
+    evaluate_batch: EvaluateBatch,
+    *,
+    budget: int | None = None,
+    tracker: Tracker | None = None,
+    progress: Progress | None = None,
+) -> Search:
+    """Run (or resume) the search in ``run_dir`` until the candidate budget is spent.
+
+    The search state is checkpointed to ``run_dir/search.json`` after every batch; running
+    again with the same ``run_dir`` resumes it. Writes ``run_dir/summary.json``.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = run_dir / SEARCH_FILE
+    if checkpoint.exists():
+        search = Search.resume(checkpoint)
+    else:
+        seed = seed_programs.SEEDS[cfg.seed_program]()
+        search = Search(cfg.evolution, seed, rng_seed=exp.seed, checkpoint=checkpoint)
+    total = budget if budget is not None else cfg.budget
+    restarts = search.stats.restarts
+
+    def on_batch(records) -> None:
+        nonlocal restarts
+        stats = search.stats
+        if tracker is not None:
+            tracker.log_candidates(records)
+            if stats.restarts > restarts:
+                tracker.mark_restart(stats.candidates)
+        restarts = stats.restarts
+        if progress is not None:
+            best = search.best.fitness if search.best else -math.inf
+            progress.update(stats.candidates, best, stats.hit_rate)
+
+    search.run(evaluate_batch, Budget(candidates=total, seconds=cfg.max_seconds), on_batch)
+    summary = summary_of(search)
+    tmp = run_dir / (SUMMARY_FILE + ".tmp")
+    tmp.write_text(json.dumps(summary, indent=2))
+    os.replace(tmp, run_dir / SUMMARY_FILE)
+    if tracker is not None:
+        tracker.flush()
+        tracker.log_metrics(
+            {k: v for k, v in summary.items() if isinstance(v, int | float)},
+            step=summary["candidates_evaluated"],
+        )
+    return search
+
+
+# ---- funnel, simplify, benchmark, register ----------------------------------------------------
+
+
+def stage_evaluator(cfg: EvolveSettings) -> Callable[[Sequence[Program], Stage, int], list[float]]:
+    """``evaluate(programs, stage, seed)`` for the funnel, on the batched TF evaluator."""
+
+    def run(programs: Sequence[Program], stage: Stage, seed: int) -> list[float]:
+        results = evaluate(list(programs), stage.task, stage.scale, seed, hurdles=cfg.hurdles)
+        return [r.fitness for r in results]
+
+    return run
+
+
+def funnel_stage(
+    search: Search, cfg: FunnelSettings, evaluator, tracker: Tracker | None = None
+) -> FunnelResult:
+    """The proxy's top-k distinct programs through the funnel's stages."""
+    scored = {}
+    for r in search.records:
+        if not r.rejection and math.isfinite(r.fitness) and r.program not in scored:
+            scored[r.program] = r.fitness
+    candidates = top_k_distinct([(Program.parse(t), f) for t, f in scored.items()], cfg.top_k)
+    result = run_funnel(
+        candidates,
+        cfg.stages,
+        evaluator,
+        baseline=seed_programs.SEEDS[cfg.baseline](),
+        seeds=cfg.seeds,
+        lr_multipliers=cfg.lr_multipliers,
+    )
+    if tracker is not None:
+        tracker.log_table(result.table(), "funnel")
+        tracker.log_text(result.format(), "funnel.txt")
+        from pipeline import plots
+
+        rows = [{**r, "program": r["structural_hash"][:8]} for r in result.table()]
+        tracker.log_figure(
+            plots.funnel(plots.pivot(rows, "program", "stage", "mean")), "plots/funnel.png"
+        )
+    return result
+
+
+def simplify_stage(
+    program: Program, cfg: SimplifySettings, fitness, tracker: Tracker | None = None
+) -> SimplifyResult:
+    """The winner simplified to a readable rule, fitness checked on the proxy."""
+    result = simplify(
+        program, fitness, tolerance=cfg.tolerance, evolve_steps=cfg.evolve_steps, rng=0
+    )
+    if tracker is not None:
+        tracker.log_simplification(result.original, result.program)
+        tracker.log_text(result.summary(), "winner/simplification.txt")
+    return result
+
+
+def benchmark_stage(
+    program: Program,
+    lr_multiplier: float,
+    cfg: BenchmarkSettings,
+    tracker: Tracker | None = None,
+) -> BenchmarkResult:
+    """The winner against Keras' AdamW and Lion on the target tasks."""
+    tasks = [make_task(name, scale=cfg.scale) for name in cfg.tasks]
+    contenders = [
+        program_contender("discovered", program, tasks[0].learning_rate * lr_multiplier),
+        keras_contender("adamw", cfg.adamw_lr),
+        keras_contender("lion", cfg.lion_lr),
+    ]
+    result = run_benchmark(
+        contenders, tasks, lr_multipliers=cfg.lr_multipliers, seeds=cfg.seeds
+    )
+    if tracker is not None:
+        tracker.log_table(result.table(), "benchmark")
+        tracker.log_text(result.format(), "benchmark.txt")
+        from pipeline import plots
+
+        curves: dict = {}
+        for (opt, task), curve in result.curves.items():
+            curves.setdefault(task, {})[opt] = curve
+        tracker.log_figure(plots.loss_curves(curves), "plots/benchmark_loss_curves.png")
+    return result
+
+
+def register_stage(
+    program: Program, cfg: RegisterSettings, tracker: Tracker
+) -> object:
+    """Log the program as an MLflow model and point the alias at it."""
+    return tracker.register(program, name=cfg.model_name, alias=cfg.alias)
+
+
+def settings_params(*objs) -> dict[str, object]:
+    """Flat params for MLflow from settings dataclasses."""
+    out: dict[str, object] = {}
+    for obj in objs:
+        prefix = type(obj).__name__
+        for k, v in asdict(obj).items():
+            out[f"{prefix}.{k}"] = v if isinstance(v, int | float | str | bool) else json.dumps(
+                v, default=str
+            )[:500]
+    return out
