@@ -8,8 +8,10 @@ line and the binding, and returns the operative config text that every run logs.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import gin
@@ -85,10 +87,33 @@ def parse(gin_files: Sequence[str | os.PathLike] = (), gin_params: Sequence[str]
     for f in files:
         gin.add_config_file_search_path(str(Path(f).parent))
     try:
-        gin.parse_config_files_and_bindings(files, list(gin_params), finalize_config=False)
+        with _quiet_include_probes():
+            gin.parse_config_files_and_bindings(files, list(gin_params), finalize_config=False)
     except (ValueError, SyntaxError, KeyError, TypeError) as err:
         raise ConfigError(f"bad gin config: {err}") from None
     return gin.config_str()
+
+
+class _IncludeProbe(logging.Filter):
+    """gin tries an ``include`` in the working directory before the search paths and logs
+    'Path not found' at ERROR for each miss; a miss that a later path resolves is not one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.getMessage().startswith("Path not found:")
+            and record.pathname.endswith(os.path.join("gin", "resource_reader.py"))
+        )
+
+
+@contextlib.contextmanager
+def _quiet_include_probes() -> Iterator[None]:
+    probe = _IncludeProbe()
+    root = logging.getLogger()
+    root.addFilter(probe)
+    try:
+        yield
+    finally:
+        root.removeFilter(probe)
 
 
 def _locate(path: str | os.PathLike) -> Path:
