@@ -100,6 +100,8 @@ def _docstring(program: Program, dropped: int) -> list[str]:
         *_indent(program.to_text(), 4),
         "",
     ]
+    if dropped:
+        lines[-1:-1] = [f"    # ({dropped} statement(s) that never reach update left out)"]
     used = sorted({st.op for st in program.statements if OPS[st.op].infix not in ("+", "-", "*")})
     if used:
         lines += ["Functions (``update_step`` spells out each one, guards included):", ""]
