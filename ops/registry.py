@@ -41,6 +41,7 @@ class FastPath:
     at_least: float
     np_fn: Callable = field(repr=False)
     tf_fn: Callable = field(repr=False)
+    src: str = ""  # source template of tf_fn, as Op.src
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,12 @@ class Op:
         interval: given an interval (lo, hi) per argument, an interval containing the result;
             used by ``pipeline.ranges`` to pick ``fast`` paths. None: nothing is known.
         fast: an unguarded implementation, valid under a bound on one argument.
+        src: ``tf_fn`` as Python source: an expression template over the arguments ``{0}``,
+            ``{1}``, ... (a variable name or a float literal's ``repr``) using ``tf.`` calls
+            and the helper functions of ``src_helpers``; it computes exactly what ``tf_fn``
+            computes on one tensor (``axis=None``). ``pipeline.export`` writes programs with it.
+        src_helpers: source of each module-level function (``def _name(...)``) that ``src``
+            calls, e.g. a guarded division; written once at the top of an exported module.
     """
 
     name: str
@@ -75,6 +82,8 @@ class Op:
     axis_arg: bool = False
     interval: Callable[..., Interval] | None = field(default=None, repr=False, compare=False)
     fast: FastPath | None = field(default=None, repr=False, compare=False)
+    src: str = field(default="", repr=False, compare=False)
+    src_helpers: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.const_ok) != self.arity:

@@ -1,0 +1,282 @@
+"""Export: a program as a standalone Python module that needs only Keras and TensorFlow.
+
+The module defines one ``keras.optimizers.Optimizer`` subclass whose ``update_step`` is the
+program's live statements as straight-line TensorFlow code, one line per statement (each
+op written from its ``Op.src`` template, with the op's guards), under a comment holding the
+original statement. It computes exactly what :class:`~pipeline.ProgramOptimizer` computes.
+Nothing is evaluated here: the program's names and literals are checked by ``Program``, and
+names that would clash with Python or with the module's own names are renamed.
+
+>>> from pipeline import seeds
+>>> source = export_module(seeds.lion(), "Lion2")
+>>> "class Lion2(keras.optimizers.Optimizer):" in source
+True
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+import textwrap
+from pathlib import Path
+
+from ops import OPS, Shape
+from pipeline.program import OUTPUT, Program, format_number
+from pipeline.ranges import fast_statements
+
+__all__ = ["export_module", "write_module"]
+
+_HELPER_DEF = re.compile(r"def (\w+)\(")
+# Names the generated update_step uses besides the program's variables (builtins included).
+_MODULE_NAMES = frozenset(
+    {"tf", "keras", "self", "gradient", "variable", "learning_rate", "dtype", "index",
+     "isinstance", "super"}
+)
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _helper_name(source: str) -> str:
+    m = _HELPER_DEF.match(source)
+    if m is None:
+        raise ValueError(f"an op's src helper must start with 'def name(': {source[:40]!r}")
+    return m.group(1)
+
+
+def _reserved(class_name: str) -> frozenset[str]:
+    helpers = {_helper_name(h) for op in OPS.values() for h in op.src_helpers}
+    return frozenset(
+        _MODULE_NAMES | helpers | {class_name} | set(keyword.kwlist)
+    )
+
+
+def _renames(program: Program, reserved: frozenset[str]) -> dict[str, str]:
+    """Program name -> Python name: itself, or with ``_`` appended until it is free."""
+    names = {st.target for st in program.statements}
+    names.update(a for st in program.statements for a in st.reads())
+    out = {}
+    for name in sorted(names):
+        new = name
+        while new in reserved or (new != name and new in names):
+            new += "_"
+        out[name] = new
+        names.add(new)
+    return out
+
+
+def _str(text: str) -> str:
+    """A Python string literal, in double quotes where that needs no escapes."""
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    return repr(text)
+
+
+def _snake(class_name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", class_name).lower()
+
+
+def _indent(text: str, spaces: int) -> list[str]:
+    pad = " " * spaces
+    return [pad + line if line else "" for line in text.splitlines()]
+
+
+def _docstring(program: Program, dropped: int) -> list[str]:
+    slots = [f"``{s}``" for s in program.live_slots]
+    if len(slots) > 1:
+        state = f"state slots {', '.join(slots)} start at zero and keep their values"
+    elif slots:
+        state = f"state slot {slots[0]} starts at zero and keeps its value"
+    else:
+        state = "no state is kept"
+    intro = (
+        "For each variable ``w`` with gradient ``g`` (``lr`` is the learning rate, ``t`` the "
+        f"1-based step count; {state} between steps), one step computes ``update`` and sets "
+        "``w <- w - update``::"
+    )
+    lines = [
+        '"""An update rule found by lionforge\'s program search, as a Keras optimizer.',
+        "",
+        *textwrap.wrap(intro, 88),
+        "",
+        *_indent(program.to_text(), 4),
+        "",
+    ]
+    if dropped:
+        lines[-1:-1] = [f"    # ({dropped} statement(s) that never reach update left out)"]
+    used = sorted({st.op for st in program.statements if OPS[st.op].infix not in ("+", "-", "*")})
+    if used:
+        lines += ["Functions (``update_step`` spells out each one, guards included):", ""]
+        lines += [f"* ``{name}``: {OPS[name].doc}" for name in used]
+        lines.append("")
+    lines += [
+        "Args:",
+        "    learning_rate: a float, a ``keras.optimizers.schedules.LearningRateSchedule``",
+        "        or a callable; the rule reads it as ``lr``.",
+        "    name: the optimizer's name.",
+        "    **kwargs: the base optimizer's keyword arguments (``clipnorm``, ``use_ema``, ...).",
+        '"""',
+    ]
+    return lines
+
+
+def _update_step(program: Program, names: dict[str, str]) -> tuple[list[str], list[str]]:
+    """The body of ``update_step`` and the helper sources it calls."""
+    start: list[str] = []  # names read before any statement assigns them, in first-read order
+    assigned: set[str] = set()
+    for st in program.statements:
+        start += [a for a in st.reads() if a not in assigned and a not in start]
+        assigned.add(st.target)
+    slots = program.live_slots
+    needs_dtype = bool({"g", "lr", "t"} & set(start))
+
+    body = []
+    if "g" in start:
+        body += [
+            "if isinstance(gradient, tf.IndexedSlices):",
+            "    # A sparse gradient (Embedding): the rule is dense, as in Keras' Adam.",
+            "    gradient = tf.convert_to_tensor(gradient)",
+        ]
+    loads = {
+        "w": "tf.convert_to_tensor(variable)",
+        "g": "tf.cast(gradient, dtype)",
+        "lr": "tf.cast(learning_rate, dtype)",
+        "t": "tf.cast(self.iterations + 1, dtype)",
+    }
+    prologue = [f"{names[x]} = {loads[x]}" for x in ("w", "g", "lr", "t") if x in start]
+    if slots:
+        prologue.append("index = self._get_variable_index(variable)")
+        prologue += [f"{names[s]} = tf.convert_to_tensor(self._{s}_slots[index])" for s in slots]
+
+    full = {x for x in ("w", "g", *slots) if x in start}  # values with the variable's shape
+    fast = fast_statements(program)
+    helpers: list[str] = []
+    code = []
+    for i, st in enumerate(program.statements):
+        op = OPS[st.op]
+        use_fast = i in fast and op.fast is not None and op.fast.src
+        template = op.fast.src if use_fast else op.src
+        if not use_fast:
+            helpers += [h for h in op.src_helpers if h not in helpers]
+        args = [names[a] if isinstance(a, str) else format_number(a) for a in st.args]
+        line = f"{names[st.target]} = {template.format(*args)}"
+        if line != st.to_text():
+            code.append(f"# {st.to_text()}")
+        code.append(line)
+        if op.shape is Shape.ELEMENTWISE and any(a in full for a in st.reads()):
+            full.add(st.target)
+        else:
+            full.discard(st.target)
+
+    def value(name: str) -> str:
+        if name in full:
+            return names[name]
+        nonlocal needs_dtype
+        needs_dtype = True
+        return f"tf.broadcast_to(tf.cast({names[name]}, dtype), tf.shape(variable))"
+
+    epilogue = [f"self.assign_sub(variable, {value(OUTPUT)})"]
+    epilogue += [
+        f"self.assign(self._{s}_slots[index], {value(s)})" for s in slots if s in assigned
+    ]
+    if needs_dtype:
+        body.append("dtype = variable.dtype")
+    return body + prologue + code + epilogue, helpers
+
+
+def export_module(
+    program: Program | str,
+    class_name: str = "DiscoveredOptimizer",
+    *,
+    learning_rate: float = 1e-3,
+    name: str | None = None,
+    package: str = "lionforge_export",
+) -> str:
+    """The source of a standalone module defining ``class_name``, a Keras optimizer running
+    ``program`` (a :class:`Program` or its text); it imports only ``keras`` and ``tensorflow``.
+
+    Args:
+        program: the rule; only its live statements are written.
+        class_name: the optimizer class's name (a Python identifier).
+        learning_rate: the default learning rate of the class's ``__init__``.
+        name: the optimizer's default name; ``class_name`` in snake case if None.
+        package: the package the class is registered under for Keras serialization.
+
+    The output is a pure function of the arguments (no dates, no versions).
+    """
+    if isinstance(program, str):
+        program = Program.parse(program)
+    elif not isinstance(program, Program):
+        raise TypeError(
+            f"Argument `program` must be a Program or its text. Received: {type(program).__name__}"
+        )
+    if not _IDENTIFIER.match(class_name) or class_name in _reserved(""):
+        raise ValueError(
+            "Argument `class_name` must be a Python identifier other than a keyword, builtin "
+            f"or the module's own names. Received: class_name={class_name!r}"
+        )
+    learning_rate = float(learning_rate)
+    if not learning_rate > 0 or learning_rate == float("inf"):
+        raise ValueError(
+            "Argument `learning_rate` must be a finite float > 0. "
+            f"Received: learning_rate={learning_rate!r}"
+        )
+    name = _snake(class_name) if name is None else str(name)
+    runnable = program.dead_code_eliminated()
+    names = _renames(runnable, _reserved(class_name))
+    body, helpers = _update_step(runnable, names)
+
+    out = [
+        f'"""{class_name}: an optimizer found by lionforge\'s program search, as plain code.',
+        "",
+        "Standalone: needs only ``keras`` and ``tensorflow``; the rule is stated in the class",
+        "docstring. Importing this module registers the class with Keras, so ``.keras`` files",
+        f"that use {class_name} load.",
+        '"""',
+        "",
+        "import keras",
+        "import tensorflow as tf",
+        "",
+    ]
+    for helper in sorted(helpers, key=_helper_name):
+        out += ["", *helper.rstrip("\n").splitlines(), ""]
+    out += [
+        "",
+        f"@keras.saving.register_keras_serializable(package={_str(package)})",
+        f"class {class_name}(keras.optimizers.Optimizer):",
+        *_indent("\n".join(_docstring(runnable, len(program) - len(runnable))), 4),
+        "",
+        f"    def __init__(self, learning_rate={learning_rate!r}, name={_str(name)}, **kwargs):",
+        "        super().__init__(learning_rate=learning_rate, name=name, **kwargs)",
+        "",
+    ]
+    if runnable.live_slots:
+        out += [
+            "    def build(self, var_list):",
+            "        if self.built:",
+            "            return",
+            "        super().build(var_list)",
+            *(
+                f"        self._{s}_slots = self.add_optimizer_variables(var_list, {_str(s)})"
+                for s in runnable.live_slots
+            ),
+            "",
+        ]
+    out += [
+        "    def update_step(self, gradient, variable, learning_rate):",
+        *_indent("\n".join(body), 8),
+        "",
+        "    def get_config(self):",
+        "        # The rule is the code above: only the base optimizer's settings are config.",
+        "        return super().get_config()",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def write_module(program: Program | str, path: str | Path, **kwargs) -> Path:
+    """Write :func:`export_module`'s source to ``path`` (UTF-8); returns the path.
+
+    ``kwargs`` are :func:`export_module`'s (``class_name``, ``learning_rate``, ...).
+    """
+    path = Path(path)
+    path.write_text(export_module(program, **kwargs), encoding="utf-8")
+    return path
