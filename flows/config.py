@@ -14,9 +14,9 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import gin
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
+import gin
 from flows import settings
 from pipeline.evaluate import Hurdles
 from pipeline.evolve import EvolutionConfig, RestartFrom, Strategy

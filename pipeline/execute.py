@@ -125,32 +125,36 @@ def run_step(
     *,
     axis: tuple[int, ...] | None = None,
     known: Mapping[int, Any] | None = None,
+    fast: bool = True,
 ):
     """Run one step: returns ``(update, new_state)``.
 
     ``state`` maps each slot the program uses to its current value (``w``'s shape); missing
     slots read as zero. ``new_state`` holds every slot the program uses, broadcast to
     ``w``'s shape; ``update`` is broadcast to ``w``'s shape. ``known`` gives precomputed
-    values of some statements by index (e.g. from :func:`run_step_constants`).
+    values of some statements by index (e.g. from :func:`run_step_constants`). ``fast=False``
+    runs every op guarded (the fast paths are exact, so this changes nothing but the speed).
     """
     env: dict[str, Any] = {"w": w, "g": g, "lr": lr, "t": t}
     for slot in program.slots:
         env[slot] = state[slot] if slot in state else backend.broadcast(0.0, w)
     live = program.live_statements
-    fast = fast_statements(program)
+    unguarded = fast_statements(program) if fast else frozenset()
     known = known or {}
     for i, st in enumerate(program.statements):
         if i in known:
             env[st.target] = known[i]
         elif i in live:
             args = [env[a] if isinstance(a, str) else a for a in st.args]
-            env[st.target] = _apply(backend, OPS[st.op], args, w, axis, i in fast)
+            env[st.target] = _apply(backend, OPS[st.op], args, w, axis, i in unguarded)
     update = backend.broadcast(env[OUTPUT], w)
     new_state = {s: backend.broadcast(env[s], w) for s in program.slots}
     return update, new_state
 
 
-def numpy_step(program: Program, w, g, state: Mapping[str, Any], lr: float, t: int):
+def numpy_step(
+    program: Program, w, g, state: Mapping[str, Any], lr: float, t: int, *, fast: bool = True
+):
     """The NumPy reference executor on float32 arrays: ``(update, new_state)``."""
     f32 = np.float32
     w = np.asarray(w, f32)
@@ -163,6 +167,7 @@ def numpy_step(program: Program, w, g, state: Mapping[str, Any], lr: float, t: i
             {k: np.asarray(v, f32) for k, v in state.items()},
             np.asarray(lr, f32),
             np.asarray(t, f32),
+            fast=fast,
         )
 
 

@@ -1,0 +1,74 @@
+"""Interval analysis: fast paths are taken where a guard cannot fire, and change nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline import Program, numpy_step, seeds
+from pipeline.mutate import MutationConfig, random_program
+from pipeline.ranges import argument_intervals, fast_statements
+
+
+def test_adamw_divides_unguarded_by_a_denominator_bounded_away_from_zero():
+    p = seeds.adamw()
+    fast = {p.statements[i].to_text() for i in fast_statements(p)}
+    assert fast == {"u = m / den"}
+
+
+def test_guards_stay_where_a_denominator_can_be_zero():
+    p = seeds.paper_adamw()  # update = m / sqrt_v: sqrt_v is 0 at step 1
+    assert fast_statements(p) == frozenset()
+    q = Program.parse("s = sqrt(g)\nu = g / s\nupdate = u * lr")
+    assert fast_statements(q) == frozenset()
+
+
+def test_state_slots_are_assumed_to_hold_anything():
+    p = Program.parse("v = square(g)\nx = sqrt(v)\nupdate = x * lr")
+    assert 1 in fast_statements(p)  # v was just written as a square: >= 0
+    q = Program.parse("x = sqrt(v)\nupdate = x * lr\nv = square(g)")
+    assert fast_statements(q) == frozenset()  # v read before it is written: unknown
+
+
+def test_intervals_of_literals_and_t():
+    p = Program.parse("a = power(0.9, t)\nb = 1.0 - a\nupdate = b * lr")
+    reads = argument_intervals(p)
+    assert reads[0][0] == (0.9, 0.9) and reads[0][1][0] == 1.0
+
+
+FAST_PATH_PROGRAMS = [
+    "q = square(m)\nd = q + 0.5\nu = g / d\nupdate = u * lr\nm = interp(g, m, 0.9)",
+    "q = square(v)\nr = sqrt(q)\nupdate = r * lr\nv = v - g",
+    "q = abs(m)\nq = q + 1e-3\nl = log(q)\nupdate = l * g\nm = m + g",
+    "q = square(g)\nl = log1p(q)\nupdate = l * lr",
+    seeds.adamw().to_text(),
+]
+
+
+def _check_same(program: Program, rng: np.random.Generator) -> None:
+    shape = (5, 3)
+    state = {s: (rng.normal(size=shape) * 10).astype(np.float32) for s in program.slots}
+    w = rng.normal(size=shape).astype(np.float32)
+    g = rng.normal(size=shape).astype(np.float32)
+    fast = numpy_step(program, w, g, state, 0.01, 3)
+    slow = numpy_step(program, w, g, state, 0.01, 3, fast=False)
+    np.testing.assert_array_equal(fast[0], slow[0])
+    for s in fast[1]:
+        np.testing.assert_array_equal(fast[1][s], slow[1][s])
+
+
+@pytest.mark.parametrize("text", FAST_PATH_PROGRAMS)
+def test_fast_paths_are_taken_and_change_nothing_for_any_state(text):
+    program = Program.parse(text)
+    assert fast_statements(program), "the program should exercise a fast path"
+    for seed in range(5):
+        _check_same(program, np.random.default_rng(seed))
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_random_programs_agree_with_and_without_fast_paths(seed):
+    """Random programs, random (also negative) state: with and without fast paths agree."""
+    rng = np.random.default_rng(seed)
+    program, *_ = random_program(rng, int(rng.integers(4, 14)), MutationConfig(n_slots=4))
+    assert program is not None
+    _check_same(program, rng)
