@@ -79,13 +79,16 @@ def configured(name: str):
 def parse(gin_files: Sequence[str | os.PathLike] = (), gin_params: Sequence[str] = ()) -> str:
     """Clear gin, parse the files then the bindings; returns the config text to log.
 
-    Files are looked up as given, then relative to the repository's ``gin/`` folder, and
-    ``include`` lines resolve relative to the including file's folder.
+    Files are looked up as given, then in the repository's ``gin/`` folder; ``include`` lines
+    resolve against the given files' folders and ``gin/`` (so a file of yours can include
+    ours).
     """
     gin.clear_config()
     files = [str(_locate(f)) for f in gin_files]
-    for f in files:
-        gin.add_config_file_search_path(str(Path(f).parent))
+    for folder in [str(GIN_DIR), *(str(Path(f).parent) for f in files)]:
+        if folder not in _SEARCH_PATHS:  # gin keeps search paths for the process' lifetime
+            gin.add_config_file_search_path(folder)
+            _SEARCH_PATHS.add(folder)
     try:
         with _quiet_include_probes():
             gin.parse_config_files_and_bindings(files, list(gin_params), finalize_config=False)
@@ -116,11 +119,15 @@ def _quiet_include_probes() -> Iterator[None]:
         root.removeFilter(probe)
 
 
+GIN_DIR = Path(__file__).resolve().parent.parent / "gin"
+_SEARCH_PATHS: set[str] = set()
+
+
 def _locate(path: str | os.PathLike) -> Path:
     p = Path(path)
     if p.exists():
         return p.resolve()
-    bundled = Path(__file__).resolve().parent.parent / "gin" / p.name
+    bundled = GIN_DIR / p.name
     if bundled.exists():
         return bundled
     raise ConfigError(f"gin file not found: {path}")

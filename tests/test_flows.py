@@ -1,0 +1,117 @@
+"""The discover flow end to end: Prefect's test harness, a temporary MLflow store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from flows.flows import discover_flow
+from pipeline import ProgramOptimizer
+from pipeline.registry import load_optimizer, load_program
+
+SMOKE = str(Path(__file__).resolve().parent.parent / "gin" / "smoke.gin")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def discovered(tmp_path_factory):
+    from prefect.testing.utilities import prefect_test_harness
+
+    root = tmp_path_factory.mktemp("discover")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", uri)
+    mp.chdir(root)
+    try:
+        with prefect_test_harness():
+            out = discover_flow([SMOKE], [], str(root / "run"), None, False)
+        yield out, root, uri
+    finally:
+        mp.undo()
+
+
+def _runs(uri: str, experiment: str):
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id])
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId")}
+    return client, parent, children
+
+
+def test_discover_logs_a_parent_run_with_a_child_per_stage(discovered):
+    out, _, uri = discovered
+    client, parent, children = _runs(uri, "smoke")
+    assert parent.info.run_id == out["run_id"]
+    assert {"evolve", "funnel", "simplify", "benchmark"} <= set(children)
+    assert parent.data.tags["seed"] == "0"
+    arts = [a.path for a in client.list_artifacts(parent.info.run_id, "config")]
+    assert any(p.endswith(".gin") for p in arts)
+
+
+def test_the_candidates_table_has_one_row_per_candidate(discovered, tmp_path):
+    out, _, uri = discovered
+    client, _, children = _runs(uri, "smoke")
+    evolve = children["evolve"].info.run_id
+    path = client.download_artifacts(evolve, "candidates.json", str(tmp_path))
+    raw = json.loads(Path(path).read_text())
+    rows = [dict(zip(raw["columns"], r, strict=True)) for r in raw["data"]]
+    assert len(rows) == out["evolve"]["candidates_evaluated"] == 48
+    assert [r["index"] for r in rows] == list(range(48))
+    assert {"program", "structural_hash", "fingerprint", "parent_hash", "mutation", "generation",
+            "fitness", "cache_hit", "rejection"} <= set(raw["columns"])
+    trained = sum(1 for r in rows if not r["cache_hit"] and not r["rejection"])
+    assert trained == out["evolve"]["evaluations"]
+
+
+def test_metrics_and_plots_exist(discovered):
+    _, _, uri = discovered
+    client, parent, children = _runs(uri, "smoke")
+    evolve = children["evolve"].info.run_id
+    history = client.get_metric_history(evolve, "best_fitness")
+    assert history and all(np.isfinite(m.value) for m in history)
+    plots = set()
+    for run in [parent, *children.values()]:
+        plots |= {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    for name in ("fitness.png", "funnel.png", "benchmark_loss_curves.png", "lineage.png"):
+        assert any(p.endswith(name) for p in plots), (name, plots)
+    tables = {a.path for a in client.list_artifacts(children["funnel"].info.run_id, "tables")}
+    assert any(p.endswith("funnel.json") for p in tables)
+
+
+def test_the_winner_is_registered_as_champion_and_trains_a_keras_model(discovered):
+    out, _, uri = discovered
+    client = MlflowClient(uri)
+    version = client.get_model_version_by_alias("lionforge-discovered", "champion")
+    assert str(version.version) == str(out["model_version"])
+    program = load_program("models:/lionforge-discovered@champion", tracking_uri=uri)
+    assert program.to_text() == out["winner"]
+
+    opt = load_optimizer("models:/lionforge-discovered@champion", learning_rate=1e-2,
+                         tracking_uri=uri)
+    assert isinstance(opt, ProgramOptimizer)
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 8)).astype("float32")
+    y = (x @ rng.normal(size=(8, 1))).astype("float32")
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(1)])
+    model.compile(optimizer=opt, loss="mse")
+    before = model.evaluate(x, y, verbose=0)
+    model.fit(x, y, epochs=20, verbose=0)
+    assert model.evaluate(x, y, verbose=0) < 0.5 * before
+
+
+def test_discover_returns_the_comparison_table(discovered):
+    out, root, _ = discovered
+    names = {row["optimizer"] for row in out["benchmark_table"]}
+    assert names == {"discovered", "keras_adamw", "keras_lion"}
+    assert "keras_lion" in out["benchmark"]
+    summary = json.loads((root / "run" / "summary.json").read_text())
+    assert summary["candidates_evaluated"] == 48
