@@ -1,7 +1,8 @@
 """Throughput of the batched evaluator on the smoke proxy, against a hand-written ceiling.
 
 Smoke proxy: teacher regression, MLP 16-32-1, batch 32, 200 steps. (a) ``evaluate`` on
-random valid programs of 8-15 statements; (b) in the same run, batched AdamW written
+random valid mutated programs of 8-15 statements (seeds mutated 1-5 times by the search's
+``pipeline.mutate.mutate``, as a search evaluates them); (b) in the same run, batched AdamW written
 directly in TF over a population of the same size, with the same model, data and loop
 (the ceiling). Both are timed after a warm-up call (tracing excluded).
 
@@ -16,8 +17,25 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from pipeline.evaluate import NO_HURDLES, evaluate, random_program
+from pipeline import seeds
+from pipeline.evaluate import NO_HURDLES, evaluate
+from pipeline.mutate import MutationConfig, mutate
+from pipeline.program import Program
 from pipeline.tasks import TeacherRegression
+
+MUTATION = MutationConfig()
+
+
+def mutated_program(rng: np.random.Generator, config: MutationConfig = MUTATION,
+                    lengths: tuple[int, int] = (8, 15)) -> Program:
+    """A seed mutated 1-5 times, redrawn until it has ``lengths[0]..lengths[1]`` statements."""
+    names = sorted(seeds.SEEDS)
+    while True:
+        program = seeds.SEEDS[names[int(rng.integers(len(names)))]]()
+        for _ in range(int(rng.integers(1, 6))):
+            program = mutate(program, rng, config).child or program
+        if lengths[0] <= len(program) <= lengths[1]:
+            return program
 
 
 def adamw_ceiling(task: TeacherRegression, population: int):
@@ -72,7 +90,7 @@ def main() -> None:
     rng = np.random.default_rng(a.seed)
 
     def batch():
-        return [random_program(rng, int(rng.integers(8, 16))) for _ in range(a.population)]
+        return [mutated_program(rng) for _ in range(a.population)]
 
     lengths = [len(p.live_statements) for p in batch()]
     print(f"population {a.population}; live statements per program: mean "

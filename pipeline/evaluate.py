@@ -31,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
-import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 from ops import OPS, Op, Shape
+from ops.table import EPS
 from pipeline import seeds
 from pipeline.numpy_tasks import WORST_FITNESS, finite_or_worst
 from pipeline.program import INPUTS, OUTPUT, STATE_SLOTS, Program
@@ -52,7 +52,6 @@ __all__ = [
     "encode",
     "evaluate",
     "default_population",
-    "random_program",
 ]
 
 # Register numbering: inputs, slots, ``update``, then one register per other name a program
@@ -120,15 +119,19 @@ class EvalResult:
 
 @dataclass(frozen=True)
 class Encoded:
-    """A batch of programs as arrays; at each position the members are sorted by op code."""
+    """A batch of programs as arrays; at each position the members are sorted by op code.
 
-    gather_idx: np.ndarray  # [L, A, P, 2] (register, member) of argument j, in sorted order
+    Register ``r`` of member ``p`` is row ``r * capacity + p`` of the flat register file;
+    ``lr`` and ``t`` are the same for every member, so every member reads member 0's row.
+    """
+
+    gather_idx: np.ndarray  # [L, A, P] flat register row of argument j, in sorted order
     lit_mask: np.ndarray  # [L, A, P] the argument is a literal
     lit_val: np.ndarray  # [L, A, P] its value
     counts: np.ndarray  # [L, n_ops] members running each op
     n_args: np.ndarray  # [L, A] members whose op takes argument j
     n_rows: np.ndarray  # [L] members running some op at this position
-    scatter_idx: np.ndarray  # [L, P, 2] (target register, member) in sorted order
+    scatter_idx: np.ndarray  # [L, P] flat register row of the target, in sorted order
     scalar_arg: np.ndarray  # [L, A, P] argument j is a scalar (for reductions)
 
 
@@ -140,15 +143,20 @@ def n_registers(max_len: int) -> int:
     return N_FIXED + max_len
 
 
-def encode(programs: Sequence[Program], max_len: int) -> Encoded:
-    """Encode the live statements of ``programs`` for a register machine of ``max_len``."""
+def encode(programs: Sequence[Program], max_len: int, capacity: int | None = None) -> Encoded:
+    """Encode the live statements of ``programs`` for a register machine of ``max_len``
+    over a flat register file of ``capacity`` (default: ``len(programs)``) rows per register."""
     n, length = len(programs), max_len
+    cap = n if capacity is None else capacity
+    if cap < n:
+        raise ValueError(f"{n} programs do not fit a register file of capacity {cap}")
     codes = np.full((n, length), NOP, np.int32)
-    src = np.zeros((n, length, MAX_ARITY), np.int32)
-    dst = np.zeros((n, length), np.int32)
+    src = np.zeros((n, length, MAX_ARITY), np.int64)
+    dst = np.zeros((n, length), np.int64)
     scalar_arg = np.zeros((n, length, MAX_ARITY), bool)
     lit_mask = np.zeros((n, length, MAX_ARITY), bool)
     lit_val = np.zeros((n, length, MAX_ARITY), np.float32)
+    shared = {REG_LR, REG_T}
     for p, program in enumerate(programs):
         live = program.dead_code_eliminated()
         if len(live) > length:
@@ -169,11 +177,14 @@ def encode(programs: Sequence[Program], max_len: int) -> Encoded:
                 if isinstance(a, float):
                     lit_mask[p, i, j], lit_val[p, i, j] = True, a
                 else:
-                    src[p, i, j] = reg[a]
+                    r = reg[a]
+                    src[p, i, j] = r * cap + (0 if r in shared else p)
             if st.target not in reg or reg[st.target] < len(INPUTS):
                 reg[st.target], fresh = fresh, fresh + 1
-            dst[p, i] = reg[st.target]
+            dst[p, i] = reg[st.target] * cap + p
             scalar[st.target] = scalar_out
+    if n_registers(length) * cap >= 2**31:
+        raise ValueError(f"register file of {n_registers(length)} x {cap} rows is too large")
     order = np.argsort(codes, axis=0, kind="stable")  # [P, L]: members sorted per position
     counts = np.stack([np.bincount(codes[:, i], minlength=NOP + 1)[:NOP] for i in range(length)])
     arity = np.array([op.arity for op in OP_ORDER])
@@ -183,15 +194,14 @@ def encode(programs: Sequence[Program], max_len: int) -> Encoded:
         a = np.take_along_axis(a, order.reshape(order.shape + (1,) * (a.ndim - 2)), axis=0)
         return np.moveaxis(a, 0, -1)
 
-    members = np.broadcast_to(order.T[:, None, :], (length, MAX_ARITY, n))
     return Encoded(
-        gather_idx=np.stack([by_order(src), members], -1).astype(np.int32),
+        gather_idx=by_order(src).astype(np.int32),
         lit_mask=by_order(lit_mask),
         lit_val=by_order(lit_val),
         counts=counts.astype(np.int32),
         n_args=n_args.astype(np.int32),
         n_rows=counts.sum(1).astype(np.int32),
-        scatter_idx=np.stack([by_order(dst), order.T], -1).astype(np.int32),
+        scatter_idx=by_order(dst).astype(np.int32),
         scalar_arg=by_order(scalar_arg),
     )
 
@@ -203,41 +213,60 @@ def _apply_op(op: Op, args: list[tf.Tensor], sizes: tuple[int, ...], rows, width
               scalar: list[tf.Tensor]):
     """``op`` on ``[c, n_params]`` arguments. Axis ops reduce per variable's columns; an
     argument that is a scalar in the reference executor (``scalar[j]``, per row) takes part
-    as one element, as there, for every combination of scalar arguments present."""
+    as one element, as there."""
     if op.arity == 0:
         return tf.broadcast_to(op.tf_fn(), tf.stack([rows, width]))
     if not op.axis_arg:
         return op.tf_fn(*args)
-    result = None
-    for combo in itertools.product((False, True), repeat=op.arity):
-        r = _per_variable(op, args, sizes, combo)
-        if result is None:
-            result = r
-            continue
-        match = tf.reduce_all(tf.stack([f if c else ~f for f, c in zip(scalar, combo,
-                                                                         strict=True)]), 0)
-        result = tf.where(match[:, None], r, result)
-    return result
+    return _segment_reduction(op.name, args, scalar, sizes)
 
 
-def _per_variable(op: Op, args: list[tf.Tensor], sizes: tuple[int, ...],
-                  as_scalar: tuple[bool, ...]) -> tf.Tensor:
-    """Axis op per variable; arguments flagged ``as_scalar`` enter as one column."""
-    starts = np.cumsum((0, *sizes[:-1]))
-    outs = []
-    for start, size in zip(starts, sizes, strict=True):
-        pieces = [a[:, start : start + 1] if s else a[:, start : start + size]
-                  for a, s in zip(args, as_scalar, strict=True)]
-        r = op.tf_fn(*pieces, axis=(1,))
-        outs.append(tf.broadcast_to(r, tf.stack([tf.shape(r)[0], size])))
-    return tf.concat(outs, axis=1) if len(outs) > 1 else outs[0]
+# The reductions of ``ops`` (``axis_arg``) per variable, as a few matmuls with a one-hot
+# ``[n_params, n_variables]`` matrix instead of one reduction per variable and per
+# combination of scalar arguments (hundreds of graph nodes per position). Same math as
+# ops/table.py; the NumPy-reference test pins them together, and this check makes an axis op
+# added to ops/ without a case here fail at import.
+_SEGMENTED = frozenset({"norm", "global_norm", "dot", "cosine_sim", "clip_by_global_norm"})
+if _SEGMENTED != {op.name for op in OP_ORDER if op.axis_arg}:
+    raise ImportError("pipeline.evaluate has no per-variable form of some axis op in ops/")
 
 
-# Ops of more than a few kernels run under a cond, so a position pays little for the ops no
-# member uses there (the cheap ones run on zero rows, which costs about as much as a cond).
-_GUARDED = frozenset(op.name for op in OP_ORDER if op.axis_arg or op.name in {
-    "div", "reciprocal", "power", "log", "log2", "log10", "cbrt", "arccosh", "arctanh",
-    "arcsin", "arccos", "sinh", "cosh", "clip", "exp2", "exp10", "interp"})
+def _segment_reduction(name: str, args: list[tf.Tensor], scalar: list[tf.Tensor],
+                       sizes: tuple[int, ...]) -> tf.Tensor:
+    seg = np.repeat(np.arange(len(sizes)), sizes)
+    onehot = np.eye(len(sizes), dtype=np.float32)[seg]  # [n, V]
+    inv = tf.constant(1.0 / np.asarray(sizes, np.float32)[None])  # [1, V]
+
+    def total(x):  # per-variable sums, [c, V]
+        return tf.matmul(x, onehot)
+
+    def spread(r):  # [c, V] -> [c, n]
+        return tf.matmul(r, onehot.T)
+
+    def weight(flag):  # a scalar enters a sum as one element (the broadcast row holds s_v)
+        return tf.where(flag[:, None], inv, 1.0)
+
+    def norm(j):
+        return tf.sqrt(total(tf.square(args[j])) * weight(scalar[j]))
+
+    def rms(x):
+        return tf.sqrt(total(tf.square(x)) * inv)
+
+    match name:
+        case "norm":
+            return spread(norm(0))
+        case "global_norm":
+            return spread(rms(args[0]))
+        case "dot":
+            return spread(total(args[0] * args[1]) * weight(scalar[0] & scalar[1]))
+        case "cosine_sim":
+            dot = total(args[0] * args[1]) * weight(scalar[0] & scalar[1])
+            return spread(dot / (norm(0) * norm(1) + EPS))
+        case "clip_by_global_norm":
+            x, c = args
+            return x * tf.minimum(1.0, tf.abs(c) / (spread(rms(x)) + EPS))
+        case _:
+            raise ValueError(f"no per-variable form of {name!r}")
 
 
 def slice_positions(enc: dict, max_len: int) -> list[dict]:
@@ -255,42 +284,38 @@ def slice_positions(enc: dict, max_len: int) -> list[dict]:
 
 
 def _position(regs: tf.Variable, pos: dict, sizes: tuple[int, ...]) -> None:
+    """One position: each op gathers just its own rows of each argument (no split of the
+    data, only of the small index vectors), runs, and one scatter writes every result."""
     width = sum(sizes)
-    args: list[list[tf.Tensor]] = []
-    scalar: list[list[tf.Tensor]] = []
-    for j, (idx, mask, val, is_scalar) in enumerate(pos["args"]):
+    groups: list[tuple] = []  # per argument j: per op, (rows, literal mask, value, scalar)
+    for j, arg in enumerate(pos["args"]):
         ops_j = [op for op in OP_ORDER if op.arity > j]
-        a = tf.gather_nd(regs, idx)
-        if any(op.const_ok[j] for op in ops_j):
-            a = tf.where(mask, val, a)
-        args.append(tf.split(a, pos["counts"][: len(ops_j)], num=len(ops_j)))
-        if any(op.axis_arg for op in ops_j):
-            scalar.append(tf.split(is_scalar, pos["counts"][: len(ops_j)], num=len(ops_j)))
+        counts = pos["counts"][: len(ops_j)]
+        need = (True, any(op.const_ok[j] for op in ops_j), any(op.const_ok[j] for op in ops_j),
+                any(op.axis_arg for op in ops_j))
+        groups.append(tuple(tf.split(x, counts, num=len(ops_j)) if use else None
+                            for x, use in zip(arg, need, strict=True)))
     results = []
     for k, op in enumerate(OP_ORDER):
-        count = pos["counts"][k]
-        xs = [args[j][k] for j in range(op.arity)]
-
-        def run(op=op, xs=xs, count=count, k=k):
-            flags = [scalar[j][k] for j in range(op.arity)] if op.axis_arg else []
-            return _apply_op(op, xs, sizes, count, width, flags)
-
-        if op.name in _GUARDED:
-            results.append(tf.cond(count > 0, run, lambda: tf.zeros([0, width])))
-        else:
-            results.append(run())
-    regs.scatter_nd_update(pos["scatter"], tf.concat(results, axis=0))
+        xs = []
+        for j in range(op.arity):
+            idx, mask, val, _ = groups[j]
+            a = tf.gather(regs, idx[k])
+            xs.append(tf.where(mask[k], val[k], a) if op.const_ok[j] else a)
+        flags = [groups[j][3][k] for j in range(op.arity)] if op.axis_arg else []
+        results.append(_apply_op(op, xs, sizes, pos["counts"][k], width, flags))
+    regs.scatter_update(tf.IndexedSlices(tf.concat(results, axis=0), pos["scatter"]))
 
 
 def run_programs(regs: tf.Variable, positions: list[dict], sizes: tuple[int, ...]) -> None:
-    """Run every member's program on the register file ``regs`` ``[R, capacity, n_params]``.
+    """Run every member's program on the flat register file ``regs`` ``[R * capacity, n]``.
 
-    Position ``i`` gathers each argument for all members at once (sorted by op), splits the
-    rows among the ops, runs each op on its rows and scatters the results in place; a
-    position no member reaches is skipped.
+    Position ``i`` runs each op on just the rows (members, sorted by op) that use it there
+    and scatters the results in place. No ``tf.cond``: an op on zero rows costs less than a
+    cond's switches (measured), so a position no member reaches simply runs on no rows.
     """
     for pos in positions:
-        tf.cond(pos["n_rows"] > 0, lambda pos=pos: _position(regs, pos, sizes), lambda: None)
+        _position(regs, pos, sizes)
 
 
 class _Trainer:
@@ -313,17 +338,17 @@ class _Trainer:
         self.y_train = tf.constant(d.y_train)
         self.x_val = tf.constant(d.x_val)
         self.y_val = tf.constant(d.y_val)
-        self.regs = tf.Variable(tf.zeros([n_registers(max_len), capacity, self.width]),
+        self.regs = tf.Variable(tf.zeros([n_registers(max_len) * capacity, self.width]),
                                 trainable=False, name="registers")
         L, A, n = max_len, MAX_ARITY, len(OP_ORDER)
         enc_spec = {
-            "gather_idx": tf.TensorSpec([L, A, None, 2], tf.int32),
+            "gather_idx": tf.TensorSpec([L, A, None], tf.int32),
             "lit_mask": tf.TensorSpec([L, A, None], tf.bool),
             "lit_val": tf.TensorSpec([L, A, None], tf.float32),
             "counts": tf.TensorSpec([L, n], tf.int32),
             "n_args": tf.TensorSpec([L, A], tf.int32),
             "n_rows": tf.TensorSpec([L], tf.int32),
-            "scatter_idx": tf.TensorSpec([L, None, 2], tf.int32),
+            "scatter_idx": tf.TensorSpec([L, None], tf.int32),
             "scalar_arg": tf.TensorSpec([L, A, None], tf.bool),
         }
         self.train = tf.function(self._train, autograph=False, input_signature=[
@@ -344,37 +369,42 @@ class _Trainer:
     def _train(self, theta, slots, enc, start, n_steps, batches):
         """``n_steps`` steps from step ``start``: (theta, slots, losses ``[n_steps, P]``)."""
         task, regs = self.task, self.regs
-        pop = tf.shape(theta)[0]
+        pop, cap = tf.shape(theta)[0], self.capacity
         members = tf.range(pop)
 
-        def rows(r: int) -> tf.Tensor:  # gather/scatter indices of register r, members 0..P-1
-            return tf.stack([tf.fill([pop], r), members], axis=1)
+        def rows(r: int) -> tf.Tensor:  # flat rows of register r, members 0..P-1
+            return r * cap + members
 
-        shape = tf.shape(theta)
-        regs.scatter_nd_update(rows(REG_W), theta)
-        regs.scatter_nd_update(rows(REG_LR), tf.fill(shape, task.learning_rate))
+        def put(r: int, value: tf.Tensor) -> None:
+            regs.scatter_update(tf.IndexedSlices(value, rows(r)))
+
+        def put_shared(r: int, value: tf.Tensor) -> None:  # lr, t: one row, read by all
+            regs.scatter_update(tf.IndexedSlices(tf.fill([1, self.width], value), [r * cap]))
+
+        put(REG_W, theta)
+        put_shared(REG_LR, tf.constant(task.learning_rate, tf.float32))
         for k, r in enumerate(REG_SLOTS):
-            regs.scatter_nd_update(rows(r), slots[k])
+            put(r, slots[k])
         losses = tf.TensorArray(tf.float32, size=n_steps)
         positions = slice_positions(enc, self.max_len)
 
         def body(s, losses):
             idx = batches[start + s]
             xb, yb = tf.gather(self.x_train, idx), tf.gather(self.y_train, idx)
-            theta = tf.gather_nd(regs, rows(REG_W))
+            theta = tf.gather(regs, rows(REG_W))
             with tf.GradientTape() as tape:
                 tape.watch(theta)
                 loss = task.loss(task.apply(self.params(theta), xb), yb)
                 total = tf.reduce_sum(loss)
-            regs.scatter_nd_update(rows(REG_G), tape.gradient(total, theta))
-            regs.scatter_nd_update(rows(REG_T), tf.fill(shape, tf.cast(start + s + 1, tf.float32)))
+            put(REG_G, tape.gradient(total, theta))
+            put_shared(REG_T, tf.cast(start + s + 1, tf.float32))
             run_programs(regs, positions, self.sizes)
-            regs.scatter_nd_sub(rows(REG_W), tf.gather_nd(regs, rows(REG_UPDATE)))
+            regs.scatter_sub(tf.IndexedSlices(tf.gather(regs, rows(REG_UPDATE)), rows(REG_W)))
             return s + 1, losses.write(s, loss)
 
         _, losses = tf.while_loop(lambda s, _: s < n_steps, body, (tf.constant(0), losses))
-        theta = tf.gather_nd(regs, rows(REG_W))
-        slots = tf.stack([tf.gather_nd(regs, rows(r)) for r in REG_SLOTS])
+        theta = tf.gather(regs, rows(REG_W))
+        slots = tf.stack([tf.gather(regs, rows(r)) for r in REG_SLOTS])
         return theta, slots, losses.stack()
 
     def _validate(self, theta):
@@ -478,7 +508,7 @@ def _evaluate_batch(trainer: _Trainer, task: Task, progs: list[Program], hurdles
     final_theta = np.zeros((n, trainer.width), np.float32)
     done = 0
     for point in points:
-        enc = encode([batch[i] for i in alive], trainer.max_len)
+        enc = encode([batch[i] for i in alive], trainer.max_len, trainer.capacity)
         th, sl, ls = trainer.train(tf.constant(theta), tf.constant(slots), vars(enc),
                                    tf.constant(done, tf.int32), tf.constant(point - done, tf.int32),
                                    batches)
@@ -547,42 +577,3 @@ def _curve(loss: np.ndarray, steps: int, points: int) -> tuple[float, ...]:
     edges = np.linspace(0, steps, points + 1).round().astype(int)
     return tuple(float(np.mean(loss[a:b])) for a, b in zip(edges[:-1], edges[1:], strict=True)
                  if b <= len(loss) and b > a)
-
-
-# ---- random programs (benchmarks and tests; the search's mutator lives elsewhere) -----------
-
-
-def random_program(rng: np.random.Generator, n_statements: int) -> Program:
-    """A random valid program of ``n_statements`` statements, its last assigning ``update``.
-
-    Each statement applies a uniformly drawn op; each argument is, where the op allows, a
-    literal ~ N(0, 1) with probability 0.2, else with probability 0.5 the variable assigned
-    just before (so most statements are live), else any variable defined so far. Targets are
-    a new temporary (probability 0.7) or a state slot.
-    """
-    names = list(OPS)
-    defined = [*INPUTS, *STATE_SLOTS]
-    lines = []
-    for i in range(n_statements):
-        while True:
-            op = OPS[names[rng.integers(len(names))]]
-            args = []
-            for ok in op.const_ok:
-                if ok and rng.random() < 0.2:
-                    args.append(round(float(rng.normal()), 4))
-                elif i and rng.random() < 0.5:
-                    args.append(defined[-1])
-                else:
-                    args.append(defined[rng.integers(len(defined))])
-            if not args or any(isinstance(a, str) for a in args):
-                break
-        if i == n_statements - 1:
-            target = OUTPUT
-        elif rng.random() < 0.7:
-            target = f"x{i}"
-        else:
-            target = STATE_SLOTS[rng.integers(len(STATE_SLOTS))]
-        defined.append(target)
-        text = ", ".join(a if isinstance(a, str) else repr(a) for a in args)
-        lines.append(f"{target} = {op.name}({text})")
-    return Program.parse("\n".join(lines))

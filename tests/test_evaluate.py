@@ -20,11 +20,11 @@ from pipeline.evaluate import (
     encode,
     evaluate,
     n_registers,
-    random_program,
     run_programs,
     slice_positions,
 )
 from pipeline.execute import numpy_step
+from pipeline.mutate import MutationConfig, mutate, random_program
 from pipeline.numpy_tasks import WORST_FITNESS
 from pipeline.program import STATE_SLOTS, Program
 from pipeline.tasks import TeacherRegression
@@ -33,6 +33,22 @@ from pipeline.tasks import TeacherRegression
 TASK = TeacherRegression(base_steps=40)
 POP = 8
 DIVERGE = Program.parse("update = g * 1000000.0")
+
+
+def _random(rng: np.random.Generator, length: int, n_slots: int = 2) -> Program:
+    """A random valid program (the search's generator), ``length`` statements."""
+    program = random_program(rng, length, MutationConfig(n_slots=n_slots))[0]
+    assert program is not None
+    return program
+
+
+def _mutated_seed(rng: np.random.Generator) -> Program:
+    """A seed mutated a few times, as a search evaluates them."""
+    names = sorted(seeds.SEEDS)
+    program = seeds.SEEDS[names[int(rng.integers(len(names)))]]()
+    for _ in range(int(rng.integers(1, 6))):
+        program = mutate(program, rng, MutationConfig(n_slots=4)).child or program
+    return program
 
 
 def _keras_val_loss(program: Program, task: TeacherRegression) -> float:
@@ -63,7 +79,7 @@ def test_fitness_does_not_depend_on_batch_mates():
     rng = np.random.default_rng(5)
     target = [seeds.adamw(), seeds.rmsprop()]
     alone = evaluate(target, TASK, population=POP)
-    others = [DIVERGE, seeds.lion(), *(random_program(rng, 10) for _ in range(9))]
+    others = [DIVERGE, seeds.lion(), *(_random(rng, 10) for _ in range(9))]
     mixed = evaluate([others[0], target[1], *others[1:5], target[0], *others[5:]], TASK,
                      population=POP)
     for a, b in zip(alone, [mixed[6], mixed[1]], strict=True):
@@ -107,13 +123,14 @@ def _interpret(programs, w, g, slots, lr, t, sizes):
     """One step of the register machine, eagerly: (update, new slots) per member."""
     max_len = 24
     pop, width = w.shape
-    regs = tf.Variable(tf.zeros([n_registers(max_len), pop, width]))
+    regs = tf.Variable(tf.zeros([n_registers(max_len) * pop, width]))  # register r: block r
     for r, value in [(REG_W, w), (REG_G, g), (REG_LR, np.full_like(w, lr)),
                      (REG_T, np.full_like(w, t)), *zip(REG_SLOTS, slots, strict=True)]:
-        regs[r].assign(value)
+        regs[r * pop : (r + 1) * pop].assign(value)
     enc = {k: tf.constant(v) for k, v in vars(encode(programs, max_len)).items()}
     run_programs(regs, slice_positions(enc, max_len), sizes)
-    return regs[REG_UPDATE].numpy(), np.stack([regs[r].numpy() for r in REG_SLOTS])
+    block = regs.numpy().reshape(n_registers(max_len), pop, width)
+    return block[REG_UPDATE], np.stack([block[r] for r in REG_SLOTS])
 
 
 def test_interpreter_matches_numpy_reference_per_member_and_variable():
@@ -122,14 +139,24 @@ def test_interpreter_matches_numpy_reference_per_member_and_variable():
                 Program.parse("n = norm(g)\nc = clip_by_global_norm(g, 0.5)\n"
                               "d = dot(g, m)\nm = interp(m, g, 0.1)\nu = c / n\n"
                               "update = u + d\nlr = lr * 2.0\nupdate = update * lr"),
-                *(random_program(rng, int(rng.integers(8, 16))) for _ in range(40))]
+                *(_random(rng, int(rng.integers(8, 16)), n_slots=4) for _ in range(30)),
+                *(_mutated_seed(rng) for _ in range(30))]
     sizes = (6, 3, 5)
     width, pop = sum(sizes), len(programs)
     w = rng.normal(size=(pop, width)).astype(np.float32)
     g = rng.normal(size=(pop, width)).astype(np.float32)
-    slots = rng.normal(size=(len(STATE_SLOTS), pop, width)).astype(np.float32)
-    update, new_slots = _interpret(programs, w, g, slots, 0.01, 3.0, sizes)
     edges = np.cumsum((0, *sizes))
+    # Reachable states (the reference's fast paths assume them): two reference steps from 0.
+    slots = np.zeros((len(STATE_SLOTS), pop, width), np.float32)
+    for p, program in enumerate(programs):
+        for a, b in zip(edges[:-1], edges[1:], strict=True):
+            state: dict = {}
+            for step in (1, 2):
+                g_s = rng.normal(size=b - a).astype(np.float32)
+                _, state = numpy_step(program, w[p, a:b], g_s, state, 0.01, step)
+            for k, s in enumerate(STATE_SLOTS):
+                slots[k, p, a:b] = state.get(s, 0.0)
+    update, new_slots = _interpret(programs, w, g, slots, 0.01, 3.0, sizes)
     for p, program in enumerate(programs):
         for a, b in zip(edges[:-1], edges[1:], strict=True):
             state = {s: slots[k, p, a:b] for k, s in enumerate(STATE_SLOTS)}
@@ -140,9 +167,3 @@ def test_interpreter_matches_numpy_reference_per_member_and_variable():
                 if s in ref_s:
                     np.testing.assert_allclose(new_slots[k, p, a:b], ref_s[s], rtol=2e-3,
                                                atol=1e-5, equal_nan=True)
-
-
-def test_random_program_is_valid_and_seeded():
-    a = random_program(np.random.default_rng(3), 12)
-    b = random_program(np.random.default_rng(3), 12)
-    assert a == b and len(a) == 12 and a.statements[-1].target == "update"
