@@ -81,7 +81,7 @@ class BenchmarkSettings:
     tasks: tuple[str, ...] = ("digits_mlp", "char_lm")
     scale: float = 1.0
     seeds: tuple[int, ...] = (0, 1)
-    lr_multipliers: tuple[float, ...] = (1 / 3, 1.0, 3.0)
+    lr_multipliers: tuple[float, ...] = (0.1, 1 / 3, 1.0, 3.0, 10.0)
     adamw_lr: float = 1e-3
     lion_lr: float = 1e-4
 

@@ -139,6 +139,12 @@ class BenchmarkRow:
     per_seed: tuple[float, ...]
     grid: tuple[tuple[float, float], ...]  # (lr, mean metric over seeds)
 
+    @property
+    def at_grid_edge(self) -> bool:
+        """The best learning rate is the smallest or largest tried: widen the grid to trust it."""
+        lrs = [lr for lr, _ in self.grid]
+        return len(lrs) > 1 and self.best_lr in (min(lrs), max(lrs))
+
     def to_dict(self) -> dict:
         return {
             "optimizer": self.optimizer,
@@ -148,6 +154,7 @@ class BenchmarkRow:
             "mean": self.mean,
             "std": self.std,
             "per_seed": list(self.per_seed),
+            "at_grid_edge": self.at_grid_edge,
         }
 
 
@@ -160,14 +167,18 @@ class BenchmarkResult:
         return [r.to_dict() for r in self.rows]
 
     def format(self) -> str:
-        """A plain-text table, tasks as blocks, best mean first."""
-        lines = [f"{'task':<14} {'optimizer':<22} {'metric':<13} {'best lr':>9} "
+        """A plain-text table, tasks as blocks, best mean first; '*' marks a best learning
+        rate at the edge of the grid."""
+        lines = [f"{'task':<14} {'optimizer':<22} {'metric':<13} {'best lr':>10} "
                  f"{'mean':>10} {'std':>9}"]
         for task in dict.fromkeys(r.task for r in self.rows):
             rows = sorted((r for r in self.rows if r.task == task), key=lambda r: -r.mean)
             for r in rows:
-                lines.append(f"{r.task:<14} {r.optimizer:<22} {r.metric:<13} {r.best_lr:>9.2e} "
-                             f"{r.mean:>10.4f} {r.std:>9.4f}")
+                edge = "*" if r.at_grid_edge else " "
+                lines.append(f"{r.task:<14} {r.optimizer:<22} {r.metric:<13} {r.best_lr:>9.2e}"
+                             f"{edge} {r.mean:>10.4f} {r.std:>9.4f}")
+        if any(r.at_grid_edge for r in self.rows):
+            lines.append("* best learning rate at the edge of the grid: a wider grid may do better")
         return "\n".join(lines)
 
 

@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import tempfile
+import warnings
 from pathlib import Path
 
 import mlflow
@@ -71,7 +72,7 @@ class ProgramModel(mlflow.pyfunc.PythonModel):
         """A fresh :class:`ProgramOptimizer` running this program."""
         return ProgramOptimizer(self.program, learning_rate=learning_rate, **kwargs)
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         params = params or {}
         w = np.asarray(model_input["w"], np.float32)
         g = np.asarray(model_input["g"], np.float32)
@@ -117,14 +118,11 @@ def log_program_model(
         text_file = Path(tmp) / "program.txt"
         text_file.write_text(program.to_text(), encoding="utf-8")
         model_dir = Path(tmp) / "model"
-        mlflow.pyfunc.save_model(
-            model_dir,
-            python_model=str(MODEL_CODE),
-            artifacts={PROGRAM_ARTIFACT: str(text_file)},
-            pip_requirements=_requirements(),
-            metadata={"program": program.to_text(), "structural_hash": program.structural_hash()},
-            signature=_SIGNATURE,
-        )
+        with warnings.catch_warnings():
+            # The signature is given explicitly; MLflow's advice to add an input example for
+            # inferring one does not apply.
+            warnings.filterwarnings("ignore", message=".*input example was not provided")
+            _save_model(model_dir, program, text_file)
         client.log_artifacts(run_id, str(model_dir), artifact_path)
     try:
         client.create_registered_model(name)
@@ -141,6 +139,17 @@ def log_program_model(
     if alias:
         client.set_registered_model_alias(name, alias, version.version)
     return version
+
+
+def _save_model(model_dir: Path, program: Program, text_file: Path) -> None:
+    mlflow.pyfunc.save_model(
+        model_dir,
+        python_model=str(MODEL_CODE),
+        artifacts={PROGRAM_ARTIFACT: str(text_file)},
+        pip_requirements=_requirements(),
+        metadata={"program": program.to_text(), "structural_hash": program.structural_hash()},
+        signature=_SIGNATURE,
+    )
 
 
 def _requirements() -> list[str]:

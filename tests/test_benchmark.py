@@ -60,9 +60,21 @@ def test_curves_are_the_mean_training_loss_at_the_best_lr(result):
 
 def test_table_and_text_format(result):
     table = result.table()
-    assert {"optimizer", "task", "best_lr", "mean", "std", "per_seed"} <= set(table[0])
+    assert {"optimizer", "task", "best_lr", "mean", "std", "per_seed", "at_grid_edge"} <= set(
+        table[0]
+    )
     text = result.format()
     assert text.splitlines()[1].split()[1] in {"adamw_program", "keras_adamw"}  # best first
+
+
+def test_a_best_lr_at_the_grid_edge_is_flagged(result):
+    # A two-point grid: every best lr is an edge; the table says so.
+    assert all(r.at_grid_edge for r in result.rows)
+    assert result.format().splitlines()[-1].startswith("* best learning rate at the edge")
+    lion = next(r for r in result.rows if r.optimizer == "keras_lion")
+    three = type(lion)(**{**lion.__dict__, "grid": ((1e-4, -1.0), (lion.best_lr, -0.5),
+                                                     (1.0, -2.0))})
+    assert not three.at_grid_edge
 
 
 def test_seed_changes_initialization_and_data_order_but_is_reproducible():
