@@ -126,6 +126,7 @@ def run_step(
     axis: tuple[int, ...] | None = None,
     known: Mapping[int, Any] | None = None,
     fast: bool = True,
+    reachable_state: bool = False,
 ):
     """Run one step: returns ``(update, new_state)``.
 
@@ -134,12 +135,14 @@ def run_step(
     ``w``'s shape; ``update`` is broadcast to ``w``'s shape. ``known`` gives precomputed
     values of some statements by index (e.g. from :func:`run_step_constants`). ``fast=False``
     runs every op guarded (the fast paths are exact, so this changes nothing but the speed).
+    ``reachable_state=True`` promises that ``state`` was reached from zero slots by this
+    program alone (an optimizer's own state), which lets more guards go (``pipeline.ranges``).
     """
     env: dict[str, Any] = {"w": w, "g": g, "lr": lr, "t": t}
     for slot in program.slots:
         env[slot] = state[slot] if slot in state else backend.broadcast(0.0, w)
     live = program.live_statements
-    unguarded = fast_statements(program) if fast else frozenset()
+    unguarded = fast_statements(program, reachable_state) if fast else frozenset()
     known = known or {}
     for i, st in enumerate(program.statements):
         if i in known:
@@ -171,6 +174,10 @@ def numpy_step(
         )
 
 
-def tf_step(program: Program, w, g, state: Mapping[str, Any], lr, t, *, axis=None, known=None):
+def tf_step(
+    program: Program, w, g, state: Mapping[str, Any], lr, t, *, axis=None, known=None,
+    reachable_state: bool = False,
+):
     """The TensorFlow executor (traceable inside ``tf.function``): ``(update, new_state)``."""
-    return run_step(program, tensorflow_backend(), w, g, state, lr, t, axis=axis, known=known)
+    return run_step(program, tensorflow_backend(), w, g, state, lr, t, axis=axis, known=known,
+                    reachable_state=reachable_state)

@@ -147,7 +147,7 @@ def _update_step(program: Program, names: dict[str, str]) -> tuple[list[str], li
         prologue += [f"{names[s]} = tf.convert_to_tensor(self._{s}_slots[index])" for s in slots]
 
     full = {x for x in ("w", "g", *slots) if x in start}  # values with the variable's shape
-    fast = fast_statements(program)
+    fast = fast_statements(program, reachable=True)  # the optimizer owns its slots
     helpers: list[str] = []
     code = []
     for i, st in enumerate(program.statements):

@@ -77,7 +77,10 @@ class ProgramOptimizer(keras.optimizers.Optimizer):
             known = run_step_constants(self._runnable, tensorflow_backend(), lr, t, lr)
             if cache is not None:
                 cache[dtype] = known
-        update, new_state = tf_step(self._runnable, w, g, state, lr, t, known=known)
+        # The slots are ours: zero at build, written only by the program.
+        update, new_state = tf_step(
+            self._runnable, w, g, state, lr, t, known=known, reachable_state=True
+        )
         self.assign_sub(variable, update)
         for s, value in new_state.items():
             self.assign(slot_vars[s], value)

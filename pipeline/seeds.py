@@ -45,8 +45,8 @@ sv = sqrt(v)
 den = sv + {_n(epsilon)}
 u = m / den
 u = u * alpha
-wd = w * {_n(weight_decay)}
-wd = wd * lr
+decay = lr * {_n(weight_decay)}
+wd = w * decay
 update = u + wd
 """
     )

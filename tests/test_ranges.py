@@ -30,6 +30,17 @@ def test_state_slots_are_assumed_to_hold_anything():
     assert fast_statements(q) == frozenset()  # v read before it is written: unknown
 
 
+def test_an_optimizer_owning_its_state_may_rely_on_invariants_reached_from_zero():
+    adamw = seeds.adamw()
+    fast = {adamw.statements[i].to_text() for i in fast_statements(adamw, reachable=True)}
+    assert fast == {"sv = sqrt(v)", "u = m / den"}  # v = EMA of g^2 stays >= 0
+    paper = seeds.paper_adamw()
+    fast = {paper.statements[i].to_text() for i in fast_statements(paper, reachable=True)}
+    assert fast == {"sqrt_v = sqrt(v)"}  # sqrt_v is 0 at step 1: the division stays guarded
+    drifting = Program.parse("x = sqrt(m)\nupdate = x * lr\nm = m - g")
+    assert fast_statements(drifting, reachable=True) == frozenset()  # m can go negative
+
+
 def test_intervals_of_literals_and_t():
     p = Program.parse("a = power(0.9, t)\nb = 1.0 - a\nupdate = b * lr")
     reads = argument_intervals(p)
@@ -63,6 +74,46 @@ def test_fast_paths_are_taken_and_change_nothing_for_any_state(text):
     assert fast_statements(program), "the program should exercise a fast path"
     for seed in range(5):
         _check_same(program, np.random.default_rng(seed))
+
+
+def _run_from_zero(program: Program, fast: bool, reachable: bool, seed: int, steps: int = 8):
+    from pipeline.execute import NUMPY, run_step
+
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(4, 3)).astype(np.float32)
+    state: dict = {}
+    updates = []
+    for t in range(1, steps + 1):
+        g = (rng.normal(size=(4, 3)) * 10).astype(np.float32)
+        update, state = run_step(program, NUMPY, w, g, state, np.float32(0.01), np.float32(t),
+                                 fast=fast, reachable_state=reachable)
+        updates.append(update)
+        w = w - update
+    return updates, state
+
+
+@pytest.mark.parametrize(
+    "text", FAST_PATH_PROGRAMS + [seeds.paper_adamw().to_text(), seeds.rmsprop().to_text()]
+)
+def test_reachable_fast_paths_change_nothing_on_reachable_states(text):
+    program = Program.parse(text)
+    fast_updates, fast_state = _run_from_zero(program, True, True, seed=1)
+    slow_updates, slow_state = _run_from_zero(program, False, False, seed=1)
+    for a, b in zip(fast_updates, slow_updates, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for s in fast_state:
+        np.testing.assert_array_equal(fast_state[s], slow_state[s])
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_random_programs_run_from_zero_agree_in_reachable_mode(seed):
+    rng = np.random.default_rng(100 + seed)
+    program, *_ = random_program(rng, int(rng.integers(4, 14)), MutationConfig(n_slots=4))
+    assert program is not None
+    fast_updates, _ = _run_from_zero(program, True, True, seed=seed)
+    slow_updates, _ = _run_from_zero(program, False, False, seed=seed)
+    for a, b in zip(fast_updates, slow_updates, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("seed", range(30))
