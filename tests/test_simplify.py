@@ -127,7 +127,8 @@ def test_adamw_simplified_with_fitness_keeps_its_behaviour():
     # Only epsilon may go (1e-7 next to sqrt(v)); bias correction and weight decay stay.
     assert result.length_after >= len(program) - 1
     text = result.program.to_text()
-    assert "power(0.9, t)" in text and "power(0.999, t)" in text and "w * 0.004" in text
+    assert "power(0.9, t)" in text and "power(0.999, t)" in text
+    assert "lr * 0.004" in text and "wd = w * decay" in text  # the decoupled weight decay
 
 
 def test_absorb_lr_scale_moves_paper_adamws_1e3_into_the_learning_rate():
