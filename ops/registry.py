@@ -21,7 +21,7 @@ import enum
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["FastPath", "Op", "Shape", "OpRegistry"]
+__all__ = ["FastPath", "InPlace", "Op", "Shape", "OpRegistry"]
 
 Interval = tuple[float, float]  # (lo, hi) bounds every element of a value; +-inf = unknown
 
@@ -45,6 +45,21 @@ class FastPath:
 
 
 @dataclass(frozen=True)
+class InPlace:
+    """``op(*args) == args[arg] + delta(*args)`` (up to rounding).
+
+    When an optimizer's state slot is written as ``op`` of its own old value (passed as
+    argument ``arg``), the optimizer can update it in place with ``assign_add(delta)``, as
+    hand-written optimizers do (Keras' Adam: ``m.assign_add((g - m) * (1 - b1))``).
+    ``src`` is the delta as a source template (for ``pipeline.export``).
+    """
+
+    arg: int
+    tf_delta: Callable = field(repr=False)
+    src: str
+
+
+@dataclass(frozen=True)
 class Op:
     """One building block of an optimizer program.
 
@@ -62,6 +77,7 @@ class Op:
         interval: given an interval (lo, hi) per argument, an interval containing the result;
             used by ``pipeline.ranges`` to pick ``fast`` paths. None: nothing is known.
         fast: an unguarded implementation, valid under a bound on one argument.
+        inplace: forms ``args[k] + delta`` that let an optimizer update a slot in place.
         src: ``tf_fn`` as Python source: an expression template over the arguments ``{0}``,
             ``{1}``, ... (a variable name or a float literal's ``repr``) using ``tf.`` calls
             and the helper functions of ``src_helpers``; it computes exactly what ``tf_fn``
@@ -82,6 +98,7 @@ class Op:
     axis_arg: bool = False
     interval: Callable[..., Interval] | None = field(default=None, repr=False, compare=False)
     fast: FastPath | None = field(default=None, repr=False, compare=False)
+    inplace: tuple[InPlace, ...] = field(default=(), repr=False, compare=False)
     src: str = field(default="", repr=False, compare=False)
     src_helpers: tuple[str, ...] = field(default=(), repr=False, compare=False)
 

@@ -23,7 +23,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from ops.registry import FastPath, Op, OpRegistry, Shape
+from ops.registry import FastPath, InPlace, Op, OpRegistry, Shape
 
 EPS = 1e-8
 TINY = 1e-30
@@ -171,9 +171,9 @@ def _unary(name, np_fn, tf_fn, src, doc, interval=None, fast=None, helpers=()):
 
 
 def _binary(name, np_fn, tf_fn, src, doc, infix=None, const_ok=(True, True), interval=None,
-            fast=None, helpers=()):
+            fast=None, helpers=(), inplace=()):
     return Op(name, 2, E, np_fn, tf_fn, const_ok, infix=infix, doc=doc, interval=interval,
-              fast=fast, src=src, src_helpers=helpers)
+              fast=fast, src=src, src_helpers=helpers, inplace=inplace)
 
 
 # ---- interval rules: (lo, hi) per argument -> (lo, hi) of the result ----------------------
@@ -262,7 +262,8 @@ _OPS: list[Op] = [
     _const("e", math.e, "2.71828..."),
     _const("eps", EPS, "1e-8, the division guard"),
     # arithmetic (infix)
-    _binary("add", np.add, tf.add, "{0} + {1}", "a + b", infix="+", interval=_iv_add),
+    _binary("add", np.add, tf.add, "{0} + {1}", "a + b", infix="+", interval=_iv_add,
+            inplace=(InPlace(0, lambda x, y: y, "{1}"), InPlace(1, lambda x, y: x, "{0}"))),
     _binary("sub", np.subtract, tf.subtract, "{0} - {1}", "a - b", infix="-", interval=_iv_sub),
     _binary("mul", np.multiply, tf.multiply, "{0} * {1}", "a * b", infix="*", interval=_iv_mul),
     _binary("div", _np_div, _tf_div, "_div({0}, {1})",
@@ -385,7 +386,10 @@ _OPS: list[Op] = [
        lambda x, y, a: y * a + x * (1.0 - a),
        lambda x, y, a: y * a + x * (1.0 - a),
        (False, False, True), doc="(1 - a) * x + a * y", aliases=("interpolate",),
-       interval=_iv_interp, src="{1} * {2} + {0} * (1.0 - {2})"),
+       interval=_iv_interp, src="{1} * {2} + {0} * (1.0 - {2})",
+       # x + (y - x) * a, or y + (x - y) * (1 - a): an EMA slot updated in place.
+       inplace=(InPlace(0, lambda x, y, a: (y - x) * a, "({1} - {0}) * {2}"),
+                InPlace(1, lambda x, y, a: (x - y) * (1.0 - a), "({0} - {1}) * (1.0 - {2})"))),
     Op("clip", 2, E,
        lambda x, c: np.clip(x, -np.abs(F32(c)), np.abs(F32(c))),
        lambda x, c: tf.clip_by_value(x, -tf.abs(c), tf.abs(c)),

@@ -79,6 +79,29 @@ def tensorflow_backend() -> Backend:
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def inplace_plan(program: Program) -> dict[int, tuple[str, int]]:
+    """Slots an optimizer may update in place: statement index -> (slot, InPlace form index).
+
+    A slot qualifies when it is written once, by an op with an :class:`~ops.registry.InPlace`
+    form whose accumulating argument is the slot's value at the start of the step. Statements
+    after it read the new value (the in-place hook returns it).
+    """
+    plan: dict[int, tuple[str, int]] = {}
+    live = program.live_statements
+    for slot in program.live_slots:
+        writers = [i for i, st in enumerate(program.statements) if st.target == slot]
+        if len(writers) != 1 or writers[0] not in live:
+            continue
+        i = writers[0]
+        st = program.statements[i]
+        for k, form in enumerate(OPS[st.op].inplace):
+            if st.args[form.arg] == slot:
+                plan[i] = (slot, k)
+                break
+    return plan
+
+
 def step_constant_statements(program: Program) -> frozenset[int]:
     """Live statements whose value depends only on ``lr``, ``t`` and literals.
 
@@ -127,6 +150,7 @@ def run_step(
     known: Mapping[int, Any] | None = None,
     fast: bool = True,
     reachable_state: bool = False,
+    inplace: Callable[[str, Any], Any] | None = None,
 ):
     """Run one step: returns ``(update, new_state)``.
 
@@ -137,21 +161,32 @@ def run_step(
     runs every op guarded (the fast paths are exact, so this changes nothing but the speed).
     ``reachable_state=True`` promises that ``state`` was reached from zero slots by this
     program alone (an optimizer's own state), which lets more guards go (``pipeline.ranges``).
+    ``inplace(slot, delta)`` (for an optimizer that owns its slot variables) is called for
+    the slots of :func:`inplace_plan` instead of computing their new value; it applies the
+    delta in place and returns the new value, which later statements read. Those slots are
+    then absent from ``new_state``.
     """
     env: dict[str, Any] = {"w": w, "g": g, "lr": lr, "t": t}
     for slot in program.slots:
         env[slot] = state[slot] if slot in state else backend.broadcast(0.0, w)
     live = program.live_statements
     unguarded = fast_statements(program, reachable_state) if fast else frozenset()
+    plan = inplace_plan(program) if inplace is not None else {}
     known = known or {}
     for i, st in enumerate(program.statements):
         if i in known:
             env[st.target] = known[i]
+        elif i in plan:
+            slot, k = plan[i]
+            args = [env[a] if isinstance(a, str) else a for a in st.args]
+            delta = backend.broadcast(OPS[st.op].inplace[k].tf_delta(*args), w)
+            env[st.target] = inplace(slot, delta)
         elif i in live:
             args = [env[a] if isinstance(a, str) else a for a in st.args]
             env[st.target] = _apply(backend, OPS[st.op], args, w, axis, i in unguarded)
     update = backend.broadcast(env[OUTPUT], w)
-    new_state = {s: backend.broadcast(env[s], w) for s in program.slots}
+    done = {program.statements[i].target for i in plan}
+    new_state = {s: backend.broadcast(env[s], w) for s in program.slots if s not in done}
     return update, new_state
 
 
@@ -176,8 +211,9 @@ def numpy_step(
 
 def tf_step(
     program: Program, w, g, state: Mapping[str, Any], lr, t, *, axis=None, known=None,
-    reachable_state: bool = False,
+    reachable_state: bool = False, inplace=None,
 ):
-    """The TensorFlow executor (traceable inside ``tf.function``): ``(update, new_state)``."""
+    """The TensorFlow executor (traceable inside ``tf.function``): ``(update, new_state)``
+    (and the in-place deltas with ``inplace=True``; see :func:`run_step`)."""
     return run_step(program, tensorflow_backend(), w, g, state, lr, t, axis=axis, known=known,
-                    reachable_state=reachable_state)
+                    reachable_state=reachable_state, inplace=inplace)

@@ -21,6 +21,7 @@ import textwrap
 from pathlib import Path
 
 from ops import OPS, Shape
+from pipeline.execute import inplace_plan
 from pipeline.program import OUTPUT, Program, format_number
 from pipeline.ranges import fast_statements
 
@@ -148,10 +149,23 @@ def _update_step(program: Program, names: dict[str, str]) -> tuple[list[str], li
 
     full = {x for x in ("w", "g", *slots) if x in start}  # values with the variable's shape
     fast = fast_statements(program, reachable=True)  # the optimizer owns its slots
+    plan = inplace_plan(program)  # slots updated in place, as ProgramOptimizer does
     helpers: list[str] = []
     code = []
     for i, st in enumerate(program.statements):
         op = OPS[st.op]
+        if i in plan:
+            slot, k = plan[i]
+            args = [names[a] if isinstance(a, str) else format_number(a) for a in st.args]
+            delta = op.inplace[k].src.format(*args)
+            if not any(a in full for a in st.reads()):
+                delta = f"tf.broadcast_to({delta}, tf.shape(variable))"
+            needs_dtype = True
+            code.append(f"# {st.to_text()}  (in place: the slot += delta)")
+            code.append(f"{names[st.target]} = self._{slot}_slots[index].value.assign_add("
+                        f"tf.cast({delta}, dtype))")
+            full.add(st.target)
+            continue
         use_fast = i in fast and op.fast is not None and op.fast.src
         template = op.fast.src if use_fast else op.src
         if not use_fast:
@@ -174,8 +188,11 @@ def _update_step(program: Program, names: dict[str, str]) -> tuple[list[str], li
         return f"tf.broadcast_to(tf.cast({names[name]}, dtype), tf.shape(variable))"
 
     epilogue = [f"self.assign_sub(variable, {value(OUTPUT)})"]
+    in_place = {slot for slot, _ in plan.values()}
     epilogue += [
-        f"self.assign(self._{s}_slots[index], {value(s)})" for s in slots if s in assigned
+        f"self.assign(self._{s}_slots[index], {value(s)})"
+        for s in slots
+        if s in assigned and s not in in_place
     ]
     if needs_dtype:
         body.append("dtype = variable.dtype")

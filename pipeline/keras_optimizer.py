@@ -77,9 +77,14 @@ class ProgramOptimizer(keras.optimizers.Optimizer):
             known = run_step_constants(self._runnable, tensorflow_backend(), lr, t, lr)
             if cache is not None:
                 cache[dtype] = known
-        # The slots are ours: zero at build, written only by the program.
+        def assign_add(slot: str, delta):  # returns the new value, read after the add
+            return slot_vars[slot].value.assign_add(tf.cast(delta, dtype))
+
+        # The slots are ours: zero at build, written only by the program; an EMA-like slot
+        # is updated in place (assign_add), as Keras' own optimizers do.
         update, new_state = tf_step(
-            self._runnable, w, g, state, lr, t, known=known, reachable_state=True
+            self._runnable, w, g, state, lr, t, known=known, reachable_state=True,
+            inplace=assign_add,
         )
         self.assign_sub(variable, update)
         for s, value in new_state.items():

@@ -177,3 +177,34 @@ def test_numpy_and_tf_executors_agree_over_steps(name):
         w, tw = w - up, tw - tup
     for s in state:
         np.testing.assert_allclose(tstate[s].numpy(), state[s], rtol=1e-5, atol=1e-8)
+
+
+def test_ema_slots_are_updated_in_place_only_when_written_once_from_their_old_value():
+    from pipeline.execute import inplace_plan
+
+    def plan(program):
+        return {program.statements[i].target: slot for i, (slot, _) in
+                inplace_plan(program).items()}
+
+    assert plan(seeds.adamw()) == {"m": "m", "v": "v"}
+    assert plan(seeds.lion()) == {"m": "m"}
+    assert plan(seeds.sgd_momentum()) == {}  # m is written twice
+    assert plan(Program.parse("m = interp(g, w, 0.5)\nupdate = m * lr")) == {}  # not from m
+
+
+@pytest.mark.parametrize("name", sorted(seeds.SEEDS))
+def test_program_optimizer_steps_like_the_numpy_reference(name):
+    """In-place slot updates and reachable-state fast paths change nothing but rounding."""
+    program = seeds.SEEDS[name]()
+    rng = np.random.default_rng(0)
+    w0 = rng.normal(size=(6, 5)).astype(np.float32)
+    grads = [rng.normal(size=(6, 5)).astype(np.float32) for _ in range(10)]
+    var = keras.Variable(w0)
+    opt = ProgramOptimizer(program, learning_rate=0.01)
+    opt.build([var])
+    w, state = w0.copy(), {}
+    for t, g in enumerate(grads, start=1):
+        opt.apply([tf.constant(g)], [var])
+        update, state = numpy_step(program, w, g, state, 0.01, t)
+        w = w - update
+    np.testing.assert_allclose(var.numpy(), w, rtol=1e-5, atol=1e-6)
