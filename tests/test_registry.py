@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import mlflow
@@ -25,24 +24,6 @@ from pipeline.registry import (
 from pipeline.tracking import Tracker
 
 CHAMPION = f"models:/{DEFAULT_MODEL_NAME}@{DEFAULT_ALIAS}"
-
-
-@pytest.fixture(scope="module")
-def empty_store(tmp_path_factory) -> Path:
-    """An sqlite file with MLflow's tables created once (creating them takes seconds)."""
-    db = tmp_path_factory.mktemp("template") / "store.db"
-    MlflowClient("sqlite:///" + db.as_posix()).search_experiments()
-    return db
-
-
-@pytest.fixture
-def store(empty_store, tmp_path, monkeypatch) -> str:
-    """A fresh sqlite store in tmp_path, selected through MLFLOW_TRACKING_URI."""
-    monkeypatch.chdir(tmp_path)
-    shutil.copy(empty_store, tmp_path / "store.db")
-    uri = "sqlite:///" + (tmp_path / "store.db").as_posix()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    return uri
 
 
 def _register_raw(store: str, tmp_path: Path, text: str, name: str, edit_mlmodel=None) -> None:

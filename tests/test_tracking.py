@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from dataclasses import fields
 from pathlib import Path
 
@@ -15,24 +14,6 @@ from pipeline import plots, seeds
 from pipeline.program import Program
 from pipeline.records import CandidateRecord
 from pipeline.tracking import CANDIDATES_TABLE, Tracker, default_tracking_uri, lineage
-
-
-@pytest.fixture(scope="module")
-def empty_store(tmp_path_factory) -> Path:
-    """An sqlite file with MLflow's tables created once (creating them takes seconds)."""
-    db = tmp_path_factory.mktemp("template") / "store.db"
-    MlflowClient("sqlite:///" + db.as_posix()).search_experiments()
-    return db
-
-
-@pytest.fixture
-def store(empty_store, tmp_path, monkeypatch) -> str:
-    """A fresh sqlite store in tmp_path, selected through MLFLOW_TRACKING_URI."""
-    monkeypatch.chdir(tmp_path)
-    shutil.copy(empty_store, tmp_path / "store.db")
-    uri = "sqlite:///" + (tmp_path / "store.db").as_posix()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    return uri
 
 
 def _records(n: int, start: int = 0) -> list[CandidateRecord]:

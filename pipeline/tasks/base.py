@@ -13,7 +13,8 @@ from __future__ import annotations
 import abc
 import enum
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import tensorflow as tf
@@ -54,20 +55,31 @@ def glorot(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     return rng.uniform(-limit, limit, size=shape).astype(np.float32)
 
 
+@dataclass(frozen=True)
 class Task(abc.ABC):
     """A training problem the evaluator runs a population of optimizers on.
 
-    Subclasses are frozen dataclasses with fields ``scale``, ``seed`` (initialization and
-    data order) and ``data_seed`` (the dataset, split and teacher: fixed across searches).
+    Tasks are frozen dataclasses. The fields every task has: ``scale`` (grows width, steps
+    and examples by ``sqrt(scale)`` each), ``seed`` (initialization and data order),
+    ``data_seed`` (the dataset, split and teacher: fixed across searches), ``base_steps``
+    (training steps at 1x), ``batch_size`` and ``learning_rate`` (the ``lr`` programs see).
+    A subclass sets its own defaults and ``metric``.
     """
 
-    name: str
-    scale: float
-    seed: int
-    steps: int
-    batch_size: int
-    learning_rate: float
-    metric: Metric
+    scale: float = 1.0
+    seed: int = 0
+    data_seed: int = 0
+    base_steps: int = 200
+    batch_size: int = 32
+    learning_rate: float = 0.01
+    name: str = "task"
+    metric: ClassVar[Metric]
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
+
+    @property
+    def steps(self) -> int:
+        """Training steps: ``base_steps`` grown by ``sqrt(scale)``."""
+        return scaled(self.base_steps, self.scale)
 
     @abc.abstractmethod
     def data(self) -> TaskData:

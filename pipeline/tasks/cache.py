@@ -16,7 +16,7 @@ A missing file raises :class:`DatasetNotFound` at once, naming the paths it trie
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -113,9 +113,6 @@ def _subset(arrays: dict[str, np.ndarray], n_train: int, n_val: int, data_seed: 
 class MnistMLP(MLPClassifier):
     """MNIST with an MLP 784-128-10 on a training subset. Metric: validation accuracy."""
 
-    scale: float = 1.0
-    seed: int = 0
-    data_seed: int = 0
     cache_dir: str | None = None
     base_hidden: int = 128
     base_train: int = 10000
@@ -125,11 +122,6 @@ class MnistMLP(MLPClassifier):
     learning_rate: float = 0.01
     name: str = "mnist_mlp"
     image_shape = (28, 28, 1)
-    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
-
-    @property
-    def steps(self) -> int:
-        return scaled(self.base_steps, self.scale)
 
     def _load(self) -> TaskData:
         arrays = load_mnist(self.cache_dir)
@@ -140,9 +132,6 @@ class MnistMLP(MLPClassifier):
 class Cifar10Conv(ConvClassifier):
     """CIFAR-10 with the small ConvNet (16 and 32 channels at 1x). Metric: validation accuracy."""
 
-    scale: float = 1.0
-    seed: int = 0
-    data_seed: int = 0
     cache_dir: str | None = None
     base_channels: tuple[int, int] = (16, 32)
     base_train: int = 10000
@@ -152,11 +141,6 @@ class Cifar10Conv(ConvClassifier):
     learning_rate: float = 0.01
     name: str = "cifar10_conv"
     image_shape = (32, 32, 3)
-    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
-
-    @property
-    def steps(self) -> int:
-        return scaled(self.base_steps, self.scale)
 
     def _load(self) -> TaskData:
         arrays = load_cifar10(self.cache_dir)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
@@ -37,9 +37,6 @@ class CharLM(Task):
     training and the last 10% for validation. Metric: negative validation cross-entropy.
     """
 
-    scale: float = 1.0
-    seed: int = 0
-    data_seed: int = 0
     context: int = 32
     base_d_model: int = 16
     base_train: int = 2048
@@ -49,11 +46,6 @@ class CharLM(Task):
     learning_rate: float = 0.01
     name: str = "char_lm"
     metric = Metric.NEG_VAL_LOSS
-    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
-
-    @property
-    def steps(self) -> int:
-        return scaled(self.base_steps, self.scale)
 
     @property
     def d_model(self) -> int:

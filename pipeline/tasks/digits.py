@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.tasks.base import TaskData, scaled
+from pipeline.tasks.base import TaskData
 from pipeline.tasks.models import ConvClassifier, MLPClassifier, split_train_val
 
 __all__ = ["DigitsMLP", "DigitsConv"]
@@ -26,20 +26,12 @@ def load_digits_split(data_seed: int) -> TaskData:
 class DigitsMLP(MLPClassifier):
     """Digits with an MLP 64-hidden-10 (hidden = 64 at 1x). Metric: validation accuracy."""
 
-    scale: float = 1.0
-    seed: int = 0
-    data_seed: int = 0
     base_hidden: int = 64
     base_steps: int = 300
     batch_size: int = 32
     learning_rate: float = 0.01
     name: str = "digits_mlp"
     image_shape = (8, 8, 1)
-    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
-
-    @property
-    def steps(self) -> int:
-        return scaled(self.base_steps, self.scale)
 
     def _load(self) -> TaskData:
         return load_digits_split(self.data_seed)
@@ -49,20 +41,12 @@ class DigitsMLP(MLPClassifier):
 class DigitsConv(ConvClassifier):
     """Digits with a small ConvNet (8 and 16 channels at 1x). Metric: validation accuracy."""
 
-    scale: float = 1.0
-    seed: int = 0
-    data_seed: int = 0
     base_channels: tuple[int, int] = (8, 16)
     base_steps: int = 300
     batch_size: int = 32
     learning_rate: float = 0.01
     name: str = "digits_conv"
     image_shape = (8, 8, 1)
-    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
-
-    @property
-    def steps(self) -> int:
-        return scaled(self.base_steps, self.scale)
 
     def _load(self) -> TaskData:
         return load_digits_split(self.data_seed)

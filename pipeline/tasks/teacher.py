@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -21,9 +21,6 @@ class TeacherRegression(Task):
     proxy is the 1x task: MLP 16-32-1, batch 32, 200 steps. Metric: negative validation MSE.
     """
 
-    scale: float = 1.0
-    seed: int = 0
-    data_seed: int = 0
     in_dim: int = 16
     base_hidden: int = 32
     teacher_hidden: int = 8
@@ -34,11 +31,6 @@ class TeacherRegression(Task):
     learning_rate: float = 0.01
     name: str = "teacher"
     metric = Metric.NEG_VAL_LOSS
-    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
-
-    @property
-    def steps(self) -> int:
-        return scaled(self.base_steps, self.scale)
 
     @property
     def hidden(self) -> int:
