@@ -9,6 +9,7 @@ local server by itself; with one, runs appear on that server.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 from prefect import flow, task
@@ -81,7 +82,7 @@ def proxy_fitness(cfg: EvolveSettings):
 def _setup(gin_files: Sequence[str], gin_params: Sequence[str]):
     text = config.parse(gin_files, gin_params)
     exp = config.configured("Experiment")
-    return text, exp, Tracker(exp.name)
+    return text, exp, Tracker(exp.name, **asdict(config.configured("TrackingSettings")))
 
 
 @flow(name="lionforge-evolve")
@@ -93,7 +94,9 @@ def evolve_flow(
     text, exp, tracker = _setup(gin_files, gin_params or [])
     cfg = config.configured("EvolveSettings")
     with tracker.run("evolve", config_text=text, params=stages.settings_params(cfg),
-                     seed=exp.seed):
+                     seed=exp.seed,
+                     run_id=stages.remembered_run(run_dir, tracker, "evolve")) as run_id:
+        stages.remember_run(run_dir, tracker, "evolve", run_id)  # a re-run reopens this run
         search = stages.evolve_stage(
             cfg, exp, run_dir, prefect_evaluator(cfg, str(Path(run_dir) / "batches")),
             budget=budget, tracker=tracker,
@@ -161,8 +164,12 @@ def discover_flow(
     bench_cfg = config.configured("BenchmarkSettings")
     register_cfg = config.configured("RegisterSettings")
     params = stages.settings_params(evolve_cfg, funnel_cfg, simplify_cfg, bench_cfg)
-    with tracker.run("discover", config_text=text, params=params, seed=exp.seed) as run_id:
-        with tracker.stage("evolve"):
+    with tracker.run("discover", config_text=text, params=params, seed=exp.seed,
+                     run_id=stages.remembered_run(run_dir, tracker, "discover")) as run_id:
+        stages.remember_run(run_dir, tracker, "discover", run_id)
+        with tracker.stage("evolve",
+                           run_id=stages.remembered_run(run_dir, tracker, "evolve")) as ev_id:
+            stages.remember_run(run_dir, tracker, "evolve", ev_id)
             search = stages.evolve_stage(
                 evolve_cfg, exp, run_dir,
                 prefect_evaluator(evolve_cfg, str(Path(run_dir) / "batches")),

@@ -19,6 +19,7 @@ __all__ = [
     "FunnelSettings",
     "RegisterSettings",
     "SimplifySettings",
+    "TrackingSettings",
 ]
 
 
@@ -92,3 +93,22 @@ class RegisterSettings:
 
     model_name: str = "lionforge-discovered"
     alias: str = "champion"
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    """How the MLflow tracker buffers and retries (``pipeline.tracking.Tracker``'s knobs).
+
+    Attributes:
+        flush_rows: candidates buffered before the run's candidates table is appended to.
+        metrics_every: candidates between two metric steps.
+        retries: further attempts of a failed mid-run write, with doubling waits.
+        retry_backoff_s: the wait before the first retry.
+        connect_timeout_s: how long the start-up probe of an ``http(s)`` server waits.
+    """
+
+    flush_rows: int = 2000
+    metrics_every: int = 100
+    retries: int = 3
+    retry_backoff_s: float = 1.0
+    connect_timeout_s: float = 5.0

@@ -42,6 +42,8 @@ __all__ = [
     "evolve_stage",
     "funnel_stage",
     "register_stage",
+    "remember_run",
+    "remembered_run",
     "simplify_stage",
     "summary_of",
 ]
@@ -51,6 +53,38 @@ EvaluateBatch = Callable[[Sequence[Program]], list[float]]
 
 SEARCH_FILE = "search.json"
 SUMMARY_FILE = "summary.json"
+TRACKING_FILE = "tracking.json"
+
+
+# ---- which MLflow runs a run dir logs to ------------------------------------------------------
+
+
+def remembered_run(run_dir: str | os.PathLike, tracker: Tracker, key: str) -> str | None:
+    """The MLflow run id stored under ``key`` in ``run_dir/tracking.json`` when it belongs
+    to this tracker's store and experiment (so a resumed search logs to the same run)."""
+    path = Path(run_dir) / TRACKING_FILE
+    if not path.exists():
+        return None
+    d = json.loads(path.read_text())
+    if d.get("tracking_uri") != tracker.tracking_uri:
+        return None
+    if d.get("experiment_id") != tracker.experiment_id:
+        return None
+    return d.get("runs", {}).get(key)
+
+
+def remember_run(run_dir: str | os.PathLike, tracker: Tracker, key: str, run_id: str) -> None:
+    """Store ``run_id`` under ``key`` in ``run_dir/tracking.json`` (atomically)."""
+    path = Path(run_dir) / TRACKING_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    d = json.loads(path.read_text()) if path.exists() else {}
+    if (d.get("tracking_uri"), d.get("experiment_id")) != (tracker.tracking_uri,
+                                                           tracker.experiment_id):
+        d = {"tracking_uri": tracker.tracking_uri, "experiment_id": tracker.experiment_id}
+    d.setdefault("runs", {})[key] = run_id
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(d, indent=2))
+    os.replace(tmp, path)
 
 
 # ---- evaluation -------------------------------------------------------------------------------
@@ -132,7 +166,9 @@ def evolve_stage(
     """Run (or resume) the search in ``run_dir`` until the candidate budget is spent.
 
     The search state is checkpointed to ``run_dir/search.json`` after every batch; running
-    again with the same ``run_dir`` resumes it. Writes ``run_dir/summary.json``.
+    again with the same ``run_dir`` resumes it. Writes ``run_dir/summary.json``. With a
+    ``tracker``, the candidates its open run's table lacks (all of them for a new run; those
+    after the last write before a crash for a reopened one) are logged first.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -144,6 +180,8 @@ def evolve_stage(
         search = Search(cfg.evolution, seed, rng_seed=exp.seed, checkpoint=checkpoint)
     total = budget if budget is not None else cfg.budget
     restarts = search.stats.restarts
+    if tracker is not None:
+        tracker.resume_candidates(search.records)
 
     def on_batch(records) -> None:
         nonlocal restarts
