@@ -46,20 +46,22 @@ def evaluate_chunk(
     hurdles: Hurdles,
     cache_dir: str | None,
     n: int,
-) -> list[float]:
+    timeout_s: float | None = None,
+) -> list:
     """One chunk of candidates trained together; persisted so a re-run reuses it."""
-    return stages.evaluate_texts(texts, task_name, scale, seed, hurdles, cache_dir)
+    return stages.evaluate_texts(texts, task_name, scale, seed, hurdles, cache_dir, timeout_s)
 
 
 def prefect_evaluator(cfg: EvolveSettings, cache_dir: str | None) -> stages.EvaluateBatch:
     """``programs -> fitnesses`` through Prefect tasks of ``cfg.eval_chunk`` programs each."""
 
-    def run(programs: Sequence[Program]) -> list[float]:
+    def run(programs: Sequence[Program]) -> list:
         texts = [p.to_text() for p in programs]
         chunks = [texts[i : i + cfg.eval_chunk] for i in range(0, len(texts), cfg.eval_chunk)]
         futures = [
             evaluate_chunk.submit(
-                c, cfg.task, cfg.scale, cfg.task_seed, cfg.hurdles, cache_dir, len(c)
+                c, cfg.task, cfg.scale, cfg.task_seed, cfg.hurdles, cache_dir, len(c),
+                cfg.eval_timeout_s,
             )
             for c in chunks
         ]

@@ -43,6 +43,9 @@ class EvolveSettings:
         evolution: population, tournament, batch size, restarts, caches, mutation.
         hurdles: early stopping of hopeless candidates inside a batch.
         eval_chunk: programs per evaluation task run (a Prefect task; retried on failure).
+        eval_timeout_s: seconds one evaluation chunk may take (None: no limit). With a limit
+            a chunk trains in a worker process that is killed when late; its candidates
+            then score worst, with the rejection "timeout", and the search goes on.
     """
 
     task: str = "teacher"
@@ -54,6 +57,7 @@ class EvolveSettings:
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
     hurdles: Hurdles = field(default_factory=Hurdles)
     eval_chunk: int = 512
+    eval_timeout_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@ limit. Real servers and real processes, no mocks."""
 from __future__ import annotations
 
 import json
+import math
+import multiprocessing
 import os
 import signal
 import socket
@@ -18,6 +20,7 @@ from mlflow import MlflowClient
 
 from flows import stages
 from flows.settings import EvolveSettings, Experiment
+from pipeline import seeds
 from pipeline.evolve import EvolutionConfig, evaluate_each
 from pipeline.numpy_tasks import Quadratic
 from pipeline.tracking import CANDIDATES_TABLE, Tracker, TrackingUnavailable
@@ -160,3 +163,45 @@ def test_a_tracking_outage_mid_run_loses_no_candidate_and_logs_none_twice(
         search = stages.evolve_stage(cfg, Experiment(seed=0), run_dir, evaluate, tracker=again)
     assert calls == evaluated and len(search.records) == 120  # nothing evaluated again
     assert _indices(server.uri, run_id, tmp_path / "b") == list(range(120))
+
+
+# ---- a batch past its time limit -------------------------------------------------------------
+
+
+def _workers() -> list:
+    return [p for p in multiprocessing.active_children() if p.name == "lionforge-eval"]
+
+
+@pytest.mark.slow
+def test_a_batch_past_its_time_limit_is_stopped_scored_worst_and_the_search_goes_on(tmp_path):
+    cfg = EvolveSettings(budget=33, eval_timeout_s=0.05, evolution=EvolutionConfig(
+        population_size=8, tournament_size=2, batch_size=16))
+    cache_dir = tmp_path / "run" / "batches"
+
+    def evaluate(programs):
+        return stages.evaluate_texts([p.to_text() for p in programs], cfg.task, cfg.scale,
+                                     cfg.task_seed, cfg.hurdles, str(cache_dir),
+                                     cfg.eval_timeout_s)
+
+    search = stages.evolve_stage(cfg, Experiment(seed=0), tmp_path / "run", evaluate)
+    assert len(search.records) == 33  # the search went on
+    evaluated = [r for r in search.records if not r.cache_hit and r.structural_hash]
+    assert evaluated and all(r.rejection == "timeout" and r.fitness == -math.inf
+                             for r in evaluated)
+    assert search.stats.rejections["timeout"] >= len(evaluated)
+    assert not _workers()  # every late worker was killed: the training really stopped
+    # The verdict is persisted with the batch, so a resumed search sees the same one.
+    (batch,) = [json.loads(p.read_text()) for p in sorted(cache_dir.iterdir())][:1]
+    assert set(batch["rejection"]) == {"timeout"}
+    assert all(f is None for f in batch["fitness"])
+
+
+@pytest.mark.slow
+def test_within_its_time_limit_a_batch_scores_as_it_does_in_process():
+    settings = EvolveSettings(scale=0.25)
+    texts = [seeds.adamw().to_text(), seeds.lion().to_text(), "update = g * 1e30\n"]
+    args = (texts, settings.task, settings.scale, settings.task_seed, settings.hurdles)
+    in_process = stages.evaluate_texts(*args)
+    in_worker = stages.evaluate_texts(*args, timeout_s=120.0)
+    assert in_worker == in_process and in_process[2] == -math.inf
+    assert len(_workers()) == 1  # an idle worker, kept for the next call
