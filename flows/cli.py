@@ -116,11 +116,16 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from flows import config
     from pipeline.program import ProgramError
+    from pipeline.tracking import TrackingUnavailable, check_reachable, default_tracking_uri
 
     try:
         config.parse(args.gin_file, args.gin_param)  # fail fast, before Prefect starts
+        if args.command not in ("show", "export"):  # so does an unreachable MLflow server
+            timeout = config.configured("TrackingSettings").connect_timeout_s
+            check_reachable(default_tracking_uri(), timeout)
         return _run(args, config)
-    except (config.ConfigError, ProgramError, FileNotFoundError, ValueError) as err:
+    except (config.ConfigError, ProgramError, FileNotFoundError, ValueError,
+            TrackingUnavailable) as err:
         print(f"lionforge {args.command}: error: {err}", file=sys.stderr)
         return 2
 

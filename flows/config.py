@@ -38,6 +38,7 @@ def _register() -> dict[str, type]:
         "SimplifySettings": settings.SimplifySettings,
         "BenchmarkSettings": settings.BenchmarkSettings,
         "RegisterSettings": settings.RegisterSettings,
+        "TrackingSettings": settings.TrackingSettings,
         "EvolutionConfig": EvolutionConfig,
         "MutationConfig": MutationConfig,
         "Hurdles": Hurdles,

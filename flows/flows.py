@@ -9,6 +9,7 @@ local server by itself; with one, runs appear on that server.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 from prefect import flow, task
@@ -45,20 +46,22 @@ def evaluate_chunk(
     hurdles: Hurdles,
     cache_dir: str | None,
     n: int,
-) -> list[float]:
+    timeout_s: float | None = None,
+) -> list:
     """One chunk of candidates trained together; persisted so a re-run reuses it."""
-    return stages.evaluate_texts(texts, task_name, scale, seed, hurdles, cache_dir)
+    return stages.evaluate_texts(texts, task_name, scale, seed, hurdles, cache_dir, timeout_s)
 
 
 def prefect_evaluator(cfg: EvolveSettings, cache_dir: str | None) -> stages.EvaluateBatch:
     """``programs -> fitnesses`` through Prefect tasks of ``cfg.eval_chunk`` programs each."""
 
-    def run(programs: Sequence[Program]) -> list[float]:
+    def run(programs: Sequence[Program]) -> list:
         texts = [p.to_text() for p in programs]
         chunks = [texts[i : i + cfg.eval_chunk] for i in range(0, len(texts), cfg.eval_chunk)]
         futures = [
             evaluate_chunk.submit(
-                c, cfg.task, cfg.scale, cfg.task_seed, cfg.hurdles, cache_dir, len(c)
+                c, cfg.task, cfg.scale, cfg.task_seed, cfg.hurdles, cache_dir, len(c),
+                cfg.eval_timeout_s,
             )
             for c in chunks
         ]
@@ -81,7 +84,7 @@ def proxy_fitness(cfg: EvolveSettings):
 def _setup(gin_files: Sequence[str], gin_params: Sequence[str]):
     text = config.parse(gin_files, gin_params)
     exp = config.configured("Experiment")
-    return text, exp, Tracker(exp.name)
+    return text, exp, Tracker(exp.name, **asdict(config.configured("TrackingSettings")))
 
 
 @flow(name="lionforge-evolve")
@@ -93,7 +96,9 @@ def evolve_flow(
     text, exp, tracker = _setup(gin_files, gin_params or [])
     cfg = config.configured("EvolveSettings")
     with tracker.run("evolve", config_text=text, params=stages.settings_params(cfg),
-                     seed=exp.seed):
+                     seed=exp.seed,
+                     run_id=stages.remembered_run(run_dir, tracker, "evolve")) as run_id:
+        stages.remember_run(run_dir, tracker, "evolve", run_id)  # a re-run reopens this run
         search = stages.evolve_stage(
             cfg, exp, run_dir, prefect_evaluator(cfg, str(Path(run_dir) / "batches")),
             budget=budget, tracker=tracker,
@@ -161,8 +166,12 @@ def discover_flow(
     bench_cfg = config.configured("BenchmarkSettings")
     register_cfg = config.configured("RegisterSettings")
     params = stages.settings_params(evolve_cfg, funnel_cfg, simplify_cfg, bench_cfg)
-    with tracker.run("discover", config_text=text, params=params, seed=exp.seed) as run_id:
-        with tracker.stage("evolve"):
+    with tracker.run("discover", config_text=text, params=params, seed=exp.seed,
+                     run_id=stages.remembered_run(run_dir, tracker, "discover")) as run_id:
+        stages.remember_run(run_dir, tracker, "discover", run_id)
+        with tracker.stage("evolve",
+                           run_id=stages.remembered_run(run_dir, tracker, "evolve")) as ev_id:
+            stages.remember_run(run_dir, tracker, "evolve", ev_id)
             search = stages.evolve_stage(
                 evolve_cfg, exp, run_dir,
                 prefect_evaluator(evolve_cfg, str(Path(run_dir) / "batches")),

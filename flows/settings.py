@@ -19,6 +19,7 @@ __all__ = [
     "FunnelSettings",
     "RegisterSettings",
     "SimplifySettings",
+    "TrackingSettings",
 ]
 
 
@@ -42,6 +43,9 @@ class EvolveSettings:
         evolution: population, tournament, batch size, restarts, caches, mutation.
         hurdles: early stopping of hopeless candidates inside a batch.
         eval_chunk: programs per evaluation task run (a Prefect task; retried on failure).
+        eval_timeout_s: seconds one evaluation chunk may take (None: no limit). With a limit
+            a chunk trains in a worker process that is killed when late; its candidates
+            then score worst, with the rejection "timeout", and the search goes on.
     """
 
     task: str = "teacher"
@@ -53,6 +57,7 @@ class EvolveSettings:
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
     hurdles: Hurdles = field(default_factory=Hurdles)
     eval_chunk: int = 512
+    eval_timeout_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -92,3 +97,22 @@ class RegisterSettings:
 
     model_name: str = "lionforge-discovered"
     alias: str = "champion"
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    """How the MLflow tracker buffers and retries (``pipeline.tracking.Tracker``'s knobs).
+
+    Attributes:
+        flush_rows: candidates buffered before the run's candidates table is appended to.
+        metrics_every: candidates between two metric steps.
+        retries: further attempts of a failed mid-run write, with doubling waits.
+        retry_backoff_s: the wait before the first retry.
+        connect_timeout_s: how long the start-up probe of an ``http(s)`` server waits.
+    """
+
+    flush_rows: int = 2000
+    metrics_every: int = 100
+    retries: int = 3
+    retry_backoff_s: float = 1.0
+    connect_timeout_s: float = 5.0

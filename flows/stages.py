@@ -27,7 +27,7 @@ from flows.settings import (
 from pipeline import seeds as seed_programs
 from pipeline.benchmark import BenchmarkResult, keras_contender, program_contender, run_benchmark
 from pipeline.evaluate import Hurdles, evaluate
-from pipeline.evolve import Budget, Search
+from pipeline.evolve import Budget, Scored, Search
 from pipeline.funnel import FunnelResult, Stage, run_funnel, top_k_distinct
 from pipeline.program import Program
 from pipeline.simplify import SimplifyResult, simplify
@@ -42,15 +42,49 @@ __all__ = [
     "evolve_stage",
     "funnel_stage",
     "register_stage",
+    "remember_run",
+    "remembered_run",
     "simplify_stage",
     "summary_of",
 ]
 
-# programs -> fitnesses (higher is better), in order
-EvaluateBatch = Callable[[Sequence[Program]], list[float]]
+# programs -> fitnesses (higher is better) or evaluator verdicts, in order
+EvaluateBatch = Callable[[Sequence[Program]], "list[float | Scored]"]
 
 SEARCH_FILE = "search.json"
 SUMMARY_FILE = "summary.json"
+TRACKING_FILE = "tracking.json"
+
+
+# ---- which MLflow runs a run dir logs to ------------------------------------------------------
+
+
+def remembered_run(run_dir: str | os.PathLike, tracker: Tracker, key: str) -> str | None:
+    """The MLflow run id stored under ``key`` in ``run_dir/tracking.json`` when it belongs
+    to this tracker's store and experiment (so a resumed search logs to the same run)."""
+    path = Path(run_dir) / TRACKING_FILE
+    if not path.exists():
+        return None
+    d = json.loads(path.read_text())
+    if d.get("tracking_uri") != tracker.tracking_uri:
+        return None
+    if d.get("experiment_id") != tracker.experiment_id:
+        return None
+    return d.get("runs", {}).get(key)
+
+
+def remember_run(run_dir: str | os.PathLike, tracker: Tracker, key: str, run_id: str) -> None:
+    """Store ``run_id`` under ``key`` in ``run_dir/tracking.json`` (atomically)."""
+    path = Path(run_dir) / TRACKING_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    d = json.loads(path.read_text()) if path.exists() else {}
+    if (d.get("tracking_uri"), d.get("experiment_id")) != (tracker.tracking_uri,
+                                                           tracker.experiment_id):
+        d = {"tracking_uri": tracker.tracking_uri, "experiment_id": tracker.experiment_id}
+    d.setdefault("runs", {})[key] = run_id
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(d, indent=2))
+    os.replace(tmp, path)
 
 
 # ---- evaluation -------------------------------------------------------------------------------
@@ -69,26 +103,57 @@ def evaluate_texts(
     seed: int,
     hurdles: Hurdles,
     cache_dir: str | None = None,
-) -> list[float]:
+    timeout_s: float | None = None,
+) -> list[float | Scored]:
     """Fitnesses of programs given as text (parsed by our parser), persisted as JSON.
 
     With ``cache_dir``, a finished batch is written there atomically and a later call with
-    the same key (a re-run after a crash) reads it instead of training again.
+    the same key (a re-run after a crash) reads it instead of training again. With
+    ``timeout_s`` the batch trains in a worker process that is killed past that many
+    seconds; its programs then score worst with the rejection ``"timeout"`` (persisted too,
+    so a resumed search sees the same verdict).
     """
     path = None
     if cache_dir is not None:
         path = Path(cache_dir) / f"{batch_key(texts, task, scale, seed, hurdles)}.json"
         if path.exists():
-            return [_from_json(x) for x in json.loads(path.read_text())]
-    programs = [Program.parse(t) for t in texts]
-    results = evaluate(programs, task, scale, seed, hurdles=hurdles)
-    fitnesses = [r.fitness for r in results]
+            return _batch_from_json(json.loads(path.read_text()))
+    results: list[float | Scored]
+    if timeout_s is not None:
+        from flows.isolated import EvaluationTimeout, evaluate_with_deadline
+
+        try:
+            results = list(evaluate_with_deadline(texts, task, scale, seed, hurdles, timeout_s))
+        except EvaluationTimeout:
+            results = [Scored(rejection=TIMEOUT) for _ in texts]
+    else:
+        programs = [Program.parse(t) for t in texts]
+        results = [r.fitness for r in evaluate(programs, task, scale, seed, hurdles=hurdles)]
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps([_to_json(x) for x in fitnesses]))
+        tmp.write_text(json.dumps(_batch_to_json(results)))
         os.replace(tmp, path)
-    return fitnesses
+    return results
+
+
+TIMEOUT = "timeout"  # the rejection of a candidate whose batch ran past its time limit
+
+
+def _batch_to_json(results: Sequence[float | Scored]) -> list | dict:
+    """A plain list of fitnesses; with rejections, ``{"fitness": [...], "rejection": [...]}``."""
+    fitness = [_to_json(r.fitness if isinstance(r, Scored) else r) for r in results]
+    if not any(isinstance(r, Scored) for r in results):
+        return fitness
+    return {"fitness": fitness,
+            "rejection": [r.rejection if isinstance(r, Scored) else "" for r in results]}
+
+
+def _batch_from_json(d: list | dict) -> list[float | Scored]:
+    if isinstance(d, list):
+        return [_from_json(x) for x in d]
+    return [Scored(_from_json(f), why) if why else _from_json(f)
+            for f, why in zip(d["fitness"], d["rejection"], strict=True)]
 
 
 def _to_json(x: float) -> float | None:
@@ -132,7 +197,9 @@ def evolve_stage(
     """Run (or resume) the search in ``run_dir`` until the candidate budget is spent.
 
     The search state is checkpointed to ``run_dir/search.json`` after every batch; running
-    again with the same ``run_dir`` resumes it. Writes ``run_dir/summary.json``.
+    again with the same ``run_dir`` resumes it. Writes ``run_dir/summary.json``. With a
+    ``tracker``, the candidates its open run's table lacks (all of them for a new run; those
+    after the last write before a crash for a reopened one) are logged first.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -144,6 +211,8 @@ def evolve_stage(
         search = Search(cfg.evolution, seed, rng_seed=exp.seed, checkpoint=checkpoint)
     total = budget if budget is not None else cfg.budget
     restarts = search.stats.restarts
+    if tracker is not None:
+        tracker.resume_candidates(search.records)
 
     def on_batch(records) -> None:
         nonlocal restarts

@@ -12,9 +12,13 @@ execution (inside the mutator), the structural cache and the functional-equivale
 only the rest reach ``evaluate``. Fitness is higher-is-better, ``-inf`` the worst.
 
 :class:`Search` is the driver: ``propose()`` / ``tell()`` (or ``step(evaluate)``) one batch at
-a time, for a Prefect flow, or ``run(evaluate, budget)``. It writes its full state as JSON
-(atomically) after every batch when given a checkpoint path, and :meth:`Search.resume`
-continues exactly as an uninterrupted run would.
+a time, for a Prefect flow, or ``run(evaluate, budget)``. Given a checkpoint path it saves
+after every batch, in O(population + batch): the candidate records go to an append-only
+JSON-lines file next to the checkpoint (``search.json`` -> ``search.records.jsonl``, fsync'd
+first), then the checkpoint (population, RNG, counters, and how many records it covers) is
+replaced atomically. :meth:`Search.resume` drops record lines beyond that count (a crash
+between the two writes), rebuilds the caches by replaying the records' cache operations,
+and continues exactly as an uninterrupted run would.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import assert_never
 
@@ -53,17 +57,31 @@ __all__ = [
     "EvolutionConfig",
     "Individual",
     "RestartFrom",
+    "Scored",
     "Search",
     "SearchStats",
     "Strategy",
     "age",
     "evaluate_each",
     "propose_child",
+    "records_path",
     "tournament",
 ]
 
-Evaluate = Callable[[Sequence[Program]], Sequence[float]]
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+
+
+@dataclass(frozen=True)
+class Scored:
+    """An evaluator's verdict when it gave up on a program: worst fitness and the reason
+    (e.g. ``"timeout"``). Such a result is recorded but never cached: the program may do
+    better in another batch."""
+
+    fitness: float = WORST_FITNESS
+    rejection: str = ""
+
+
+Evaluate = Callable[[Sequence[Program]], Sequence["float | Scored"]]
 
 
 class Strategy(enum.Enum):
@@ -316,6 +334,8 @@ class _Pending:
     cache_hit: str = ""
     eval_slot: int = -1  # index into the evaluated batch
     same_as: int = -1  # index of an earlier child in this batch with the same behaviour
+    fec_get: bool = False  # found in the FEC cache at propose time (moved to its end)
+    rejection: str = ""  # the evaluator's reason for giving up on it ("" if it did not)
 
 
 class Search:
@@ -326,8 +346,7 @@ class Search:
         seed: the warm-start program (default ``seeds.paper_adamw()``); the whole initial
             population is this program.
         rng_seed: seeds the one ``np.random.Generator`` every draw comes from.
-        checkpoint: if given, the full state is written there (JSON, atomically) after each
-            batch.
+        checkpoint: if given, the state is saved there after each batch (see the module doc).
     """
 
     def __init__(
@@ -355,6 +374,9 @@ class Search:
         self._restarts = 0
         self._elapsed = 0.0
         self._pending: list[_Pending] | None = None
+        self._batches = 0  # batches told so far
+        self._journal: list[dict] = []  # per record: its batch and its cache operations
+        self._synced: tuple[Path, int] | None = None  # (records file, lines written there)
 
     # -- results --
 
@@ -427,7 +449,7 @@ class Search:
                     continue
                 cached = self.fec.get(p.fingerprint)
                 if cached is not None:
-                    p.fitness, p.cache_hit = cached, "fec"
+                    p.fitness, p.cache_hit, p.fec_get = cached, "fec", True
                     continue
                 by_fp[p.fingerprint] = len(pending) - 1
             p.eval_slot = len(to_evaluate)
@@ -443,8 +465,11 @@ class Search:
         except (ArithmeticError, ValueError):  # never crash on a bad program
             return ""
 
-    def tell(self, fitnesses: Sequence[float]) -> list[CandidateRecord]:
-        """Finish the batch :meth:`propose` started; returns its candidate records."""
+    def tell(self, fitnesses: Sequence[float | Scored]) -> list[CandidateRecord]:
+        """Finish the batch :meth:`propose` started; returns its candidate records.
+
+        A :class:`Scored` in place of a fitness records the evaluator's rejection reason.
+        """
         pending = self._pending
         if pending is None:
             raise RuntimeError("tell() called without propose()")
@@ -454,10 +479,14 @@ class Search:
         self._pending = None
         for p in pending:
             if p.eval_slot >= 0:
-                p.fitness = finite_or_worst(fitnesses[p.eval_slot])
+                result = fitnesses[p.eval_slot]
+                if isinstance(result, Scored):
+                    p.fitness, p.rejection = finite_or_worst(result.fitness), result.rejection
+                else:
+                    p.fitness = finite_or_worst(result)
             elif p.same_as >= 0:
-                p.fitness = pending[p.same_as].fitness
-            if p.child.program is not None:
+                p.fitness, p.rejection = pending[p.same_as].fitness, pending[p.same_as].rejection
+            if p.child.program is not None and not p.rejection:
                 h = p.child.program.structural_hash()
                 if self.config.structural_cache:
                     self.structural.put(h, p.fingerprint, p.fitness)
@@ -466,6 +495,12 @@ class Search:
         self._evaluations += n_eval
         records = [self._record(p, len(self.records) + k) for k, p in enumerate(pending)]
         self.records.extend(records)
+        self._journal.extend(
+            {"batch": self._batches, "fec_get": p.fec_get,
+             "cached": p.child.program is not None and not p.rejection}
+            for p in pending
+        )
+        self._batches += 1
         self._update_population(pending)
         if self.checkpoint is not None:
             self.save(self.checkpoint)
@@ -473,8 +508,9 @@ class Search:
 
     def _record(self, p: _Pending, index: int) -> CandidateRecord:
         c = p.child
-        if c.rejection:
-            self._rejections[c.rejection] += 1
+        rejection = c.rejection or p.rejection
+        if rejection:
+            self._rejections[rejection] += 1
         return CandidateRecord(
             index=index,
             program=c.text,
@@ -486,7 +522,7 @@ class Search:
             stage="proxy",
             fitness=p.fitness,
             cache_hit=p.cache_hit,
-            rejection=c.rejection,
+            rejection=rejection,
         )
 
     def _update_population(self, pending: Sequence[_Pending]) -> None:
@@ -567,16 +603,18 @@ class Search:
     # -- checkpoints --
 
     def to_json(self) -> dict:
-        """The full state as a JSON-ready dict."""
+        """The state a checkpoint holds, as a JSON-ready dict: everything but the records
+        (which live in the records file; ``"records"`` is how many the checkpoint covers)
+        and the cache entries (rebuilt from the records on resume)."""
         if self._pending is not None:
             raise RuntimeError("cannot checkpoint between propose() and tell()")
-        programs: dict[str, str] = {}
+        programs: dict[str, int] = {}  # text -> position (equal hashes may differ in text)
 
         def ind(i: Individual | None) -> list | None:
             if i is None:
                 return None
-            programs.setdefault(i.structural_hash, i.program.to_text())
-            return [i.structural_hash, fitness_to_json(i.fitness), i.generation]
+            k = programs.setdefault(i.program.to_text(), len(programs))
+            return [k, i.structural_hash, fitness_to_json(i.fitness), i.generation]
 
         state = {
             "version": CHECKPOINT_VERSION,
@@ -586,11 +624,10 @@ class Search:
             "population": [ind(i) for i in self.population],
             "seed_individual": ind(self.seed_individual),
             "best": ind(self._best),
-            "records": [
-                {**r.to_dict(), "fitness": fitness_to_json(r.fitness)} for r in self.records
-            ],
-            "structural": self.structural.to_json(),
-            "fec": self.fec.to_json(),
+            "records": len(self.records),
+            "batches": self._batches,
+            "structural_counts": [self.structural.lookups, self.structural.hits],
+            "fec_counts": [self.fec.lookups, self.fec.hits],
             "rejections": dict(self._rejections),
             "redraws": dict(self._redraws),
             "evaluations": self._evaluations,
@@ -598,15 +635,37 @@ class Search:
             "restarts": self._restarts,
             "elapsed": self._elapsed,
         }
-        state["programs"] = programs
+        state["programs"] = list(programs)
         return state
 
+    def _line(self, k: int) -> str:
+        r = self.records[k]
+        row = {**r.to_dict(), "fitness": fitness_to_json(r.fitness), **self._journal[k]}
+        return json.dumps(row, allow_nan=False) + "\n"
+
+    def _append_records(self, path: Path) -> None:
+        """Bring ``path``'s records file up to date: append what it lacks, then fsync."""
+        records = records_path(path)
+        done = self._synced[1] if self._synced and self._synced[0] == records else 0
+        with open(records, "a" if done else "w", encoding="utf-8") as f:
+            f.writelines(self._line(k) for k in range(done, len(self.records)))
+            f.flush()
+            os.fsync(f.fileno())
+        self._synced = (records, len(self.records))
+
     def save(self, path: str | os.PathLike) -> None:
-        """Write :meth:`to_json` to ``path`` atomically (a temp file, then ``os.replace``)."""
+        """Checkpoint to ``path``: append the new records to its records file (fsync'd),
+        then write the rest of the state to a temp file and ``os.replace`` it onto ``path``.
+
+        Costs O(population + new records); a crash at any point leaves a checkpoint that
+        :meth:`resume` reads (record lines beyond its count are dropped there).
+        """
         path = Path(path)
+        state = self.to_json()
+        self._append_records(path)
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.to_json(), f, allow_nan=False)
+            json.dump(state, f, allow_nan=False)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -616,7 +675,13 @@ class Search:
         cls, path: str | os.PathLike, *, checkpoint: str | os.PathLike | None = None
     ) -> Search:
         """The search saved at ``path``, ready to continue; checkpoints go to ``checkpoint``
-        (default: ``path`` itself)."""
+        (default: ``path`` itself).
+
+        Record lines beyond the checkpoint's count are cut off the records file; the caches
+        are rebuilt by replaying each batch's cache operations in order, which gives the
+        same entries in the same LRU order as the uninterrupted search.
+        """
+        path = Path(path)
         with open(path, encoding="utf-8") as f:
             d = json.load(f)
         if d.get("version") != CHECKPOINT_VERSION:
@@ -634,28 +699,87 @@ class Search:
                 return None
             key = json.dumps(e)
             if key not in parsed:
-                h, fit, gen = e
+                k, h, fit, gen = e
                 parsed[key] = Individual(
-                    Program.parse(d["programs"][h]), fitness_from_json(fit), h, gen
+                    Program.parse(d["programs"][k]), fitness_from_json(fit), h, gen
                 )
             return parsed[key]
 
         search.population = tuple(ind(e) for e in d["population"])
         search.seed_individual = ind(d["seed_individual"])
         search._best = ind(d["best"])
+        rows = _read_records(records_path(path), d["records"])
+        names = [f.name for f in fields(CandidateRecord)]
         search.records = [
-            CandidateRecord(**{**r, "fitness": fitness_from_json(r["fitness"])})
-            for r in d["records"]
+            CandidateRecord(**{k: row[k] for k in names}
+                            | {"fitness": fitness_from_json(row["fitness"])})
+            for row in rows
         ]
-        search.structural = StructuralCache.from_json(d["structural"])
-        search.fec = FECCache.from_json(d["fec"])
+        search._journal = [
+            {"batch": row["batch"], "fec_get": row["fec_get"], "cached": row["cached"]}
+            for row in rows
+        ]
+        search._replay_caches()
+        search.structural.lookups, search.structural.hits = d["structural_counts"]
+        search.fec.lookups, search.fec.hits = d["fec_counts"]
+        search._batches = d["batches"]
         search._rejections = Counter(d["rejections"])
         search._redraws = Counter(d["redraws"])
         search._evaluations = d["evaluations"]
         search._since_improvement = d["since_improvement"]
         search._restarts = d["restarts"]
         search._elapsed = d["elapsed"]
+        if search.checkpoint == path:
+            search._synced = (records_path(path), len(search.records))
         return search
+
+    def _replay_caches(self) -> None:
+        """The caches' state from the records: per batch, the FEC lookups that hit (at
+        propose time), then the puts of :meth:`tell`, in candidate order."""
+        structural, fec = self.config.structural_cache, self.config.fec_cache_size > 0
+        k, n = 0, len(self.records)
+        while k < n:
+            end = k
+            while end < n and self._journal[end]["batch"] == self._journal[k]["batch"]:
+                end += 1
+            for j in range(k, end):
+                if self._journal[j]["fec_get"]:
+                    self.fec.get(self.records[j].fingerprint)
+            for j in range(k, end):
+                r = self.records[j]
+                if not self._journal[j]["cached"]:
+                    continue
+                if structural:
+                    self.structural.put(r.structural_hash, r.fingerprint, r.fitness)
+                if fec and not r.cache_hit and r.fingerprint:
+                    self.fec.put(r.fingerprint, r.fitness)
+            k = end
+
+
+def records_path(checkpoint: str | os.PathLike) -> Path:
+    """The records file of a checkpoint: ``search.json`` -> ``search.records.jsonl``."""
+    p = Path(checkpoint)
+    return p.with_name(p.stem + ".records.jsonl")
+
+
+def _read_records(path: Path, count: int) -> list[dict]:
+    """The first ``count`` lines of a records file, parsed; lines beyond them (written after
+    the checkpoint was last replaced) are cut off the file."""
+    rows: list[dict] = []
+    if count == 0 and not path.exists():
+        return rows
+    with open(path, "rb+") as f:
+        for _ in range(count):
+            line = f.readline()
+            if not line.endswith(b"\n"):
+                raise ValueError(f"{path} holds fewer than the {count} records its checkpoint "
+                                 "covers")
+            rows.append(json.loads(line))
+        if f.read(1):
+            f.truncate(f.tell() - 1)
+            f.flush()
+            os.fsync(f.fileno())
+    return rows
 
 
 def with_mutation(config: EvolutionConfig, **changes) -> EvolutionConfig:

@@ -18,15 +18,29 @@ batches whose size grows with the table (so total writing stays linear in the nu
 candidates); metrics are buffered and sent with ``log_batch``. The tracker is a stateful
 logger for one flow: use it from one thread (Prefect tasks return records to the flow, and
 the flow logs them).
+
+Failures: an ``http(s)`` tracking URI is probed once at start (:func:`check_reachable`, a
+few seconds at most) and an unreachable server is a :class:`TrackingUnavailable` error, not
+a hang; MLflow's own HTTP retries (minutes by default) are cut to one unless
+``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` is set. Mid-run writes of the candidates table and of
+metrics are retried ``retries`` times with exponential backoff; if they still fail the rows
+stay buffered (nothing is lost) and go out with the next flush. The candidates table is the
+source of truth for what was logged: before a retry and on :meth:`Tracker.resume_candidates`
+the tracker counts the rows already in it, so no candidate is written twice.
 """
 
 from __future__ import annotations
 
 import difflib
+import json
+import logging
 import math
 import os
 import subprocess
+import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -45,6 +59,8 @@ from pipeline.records import CandidateRecord
 __all__ = [
     "CANDIDATES_TABLE",
     "Tracker",
+    "TrackingUnavailable",
+    "check_reachable",
     "default_tracking_uri",
     "git_commit",
     "lineage",
@@ -54,6 +70,31 @@ CANDIDATES_TABLE = "candidates.json"
 _MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
 _BATCH_PARAMS = 100  # log_batch limits
 _BATCH_METRICS = 1000
+_log = logging.getLogger(__name__)
+
+
+class TrackingUnavailable(ConnectionError):
+    """The MLflow tracking server cannot be reached (or keeps failing)."""
+
+
+def check_reachable(tracking_uri: str, timeout: float = 5.0) -> None:
+    """Raise :class:`TrackingUnavailable` unless an ``http(s)`` tracking server answers
+    within ``timeout`` seconds (one request to its ``/health``; any HTTP answer counts).
+    Other URIs (sqlite, files) are not probed."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    url = tracking_uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):
+            pass
+    except urllib.error.HTTPError:
+        return  # it answered
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise TrackingUnavailable(
+            f"MLflow tracking server {tracking_uri} is unreachable ({reason}); start it, or "
+            "point MLFLOW_TRACKING_URI at a running server or a sqlite:/// file"
+        ) from None
 
 
 def default_tracking_uri() -> str:
@@ -162,6 +203,9 @@ class Tracker:
         flush_rows: candidates buffered before the table is appended to (the batch also
             grows to a quarter of the rows already written, to keep appends linear overall).
         metrics_every: candidates between two metric steps.
+        retries: further attempts of a failed mid-run write (table or metrics).
+        retry_backoff_s: the wait before the first retry; it doubles with each retry.
+        connect_timeout_s: how long the start-up probe of an ``http(s)`` server waits.
     """
 
     def __init__(
@@ -172,13 +216,25 @@ class Tracker:
         artifact_location: str | None = None,
         flush_rows: int = 2000,
         metrics_every: int = 100,
+        retries: int = 3,
+        retry_backoff_s: float = 1.0,
+        connect_timeout_s: float = 5.0,
     ):
         if flush_rows < 1 or metrics_every < 1:
             raise ValueError(
                 "`flush_rows` and `metrics_every` must be >= 1. "
                 f"Received: flush_rows={flush_rows}, metrics_every={metrics_every}"
             )
+        if retries < 0 or retry_backoff_s < 0:
+            raise ValueError(
+                "`retries` and `retry_backoff_s` must be >= 0. "
+                f"Received: retries={retries}, retry_backoff_s={retry_backoff_s}"
+            )
         self.tracking_uri = tracking_uri or default_tracking_uri()
+        self.retries, self.retry_backoff_s = retries, retry_backoff_s
+        if self.tracking_uri.startswith(("http://", "https://")):
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")  # we retry ourselves
+            check_reachable(self.tracking_uri, connect_timeout_s)
         self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
         self.flush_rows = flush_rows
         self.metrics_every = metrics_every
@@ -212,11 +268,14 @@ class Tracker:
         params: Mapping[str, object] | None = None,
         seed: int | None = None,
         tags: Mapping[str, str] | None = None,
+        run_id: str | None = None,
     ) -> Iterator[str]:
         """A run (the parent of the stages opened inside it); yields its id.
 
         Logs ``config_text`` (the operative gin config) as ``config/operative_config.gin``,
         ``params``, and tags: the git commit when there is one, the seed, and ``tags``.
+        With ``run_id`` (a run of this experiment, e.g. one a crash left open) the run is
+        reopened instead and nothing of the above is logged again.
         """
         all_tags = dict(tags or {})
         commit = git_commit()
@@ -224,36 +283,49 @@ class Tracker:
             all_tags.update({"git_commit": commit, MLFLOW_GIT_COMMIT: commit})
         if seed is not None:
             all_tags["seed"] = str(seed)
-        with self._open(name, all_tags) as run_id:
-            if config_text:
-                self.client.log_text(run_id, config_text, "config/operative_config.gin")
-            if params:
+        with self._open(name, all_tags, run_id) as opened:
+            if config_text and run_id is None:
+                self.client.log_text(opened, config_text, "config/operative_config.gin")
+            if params and run_id is None:
                 self.log_params(params)
-            yield run_id
+            yield opened
 
     @contextmanager
-    def stage(self, name: str, *, params: Mapping[str, object] | None = None) -> Iterator[str]:
+    def stage(
+        self,
+        name: str,
+        *,
+        params: Mapping[str, object] | None = None,
+        run_id: str | None = None,
+    ) -> Iterator[str]:
         """A child run of the open run (a top-level run when none is open); yields its id.
 
         On exit the buffered candidates and metrics are written, and a stage that logged
-        candidates gets ``plots/fitness.png``.
+        candidates gets ``plots/fitness.png``. ``run_id`` reopens an earlier stage run.
         """
-        with self._open(name, {"stage": name}) as run_id:
-            if params:
+        with self._open(name, {"stage": name}, run_id) as opened:
+            if params and run_id is None:
                 self.log_params(params)
-            yield run_id
+            yield opened
 
     @contextmanager
-    def _open(self, name: str, tags: Mapping[str, str]) -> Iterator[str]:
-        tags = {MLFLOW_RUN_NAME: name, **tags}
-        if self._stack:
-            tags[MLFLOW_PARENT_RUN_ID] = self._stack[-1].run_id
-        run = self.client.create_run(self.experiment_id, tags=tags, run_name=name)
+    def _open(self, name: str, tags: Mapping[str, str], run_id: str | None) -> Iterator[str]:
+        if run_id is not None:
+            found = self.client.get_run(run_id)
+            if found.info.experiment_id != self.experiment_id:
+                raise ValueError(f"run {run_id} is not in experiment {self.experiment_id}")
+            self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+        else:
+            tags = {MLFLOW_RUN_NAME: name, **tags}
+            if self._stack:
+                tags[MLFLOW_PARENT_RUN_ID] = self._stack[-1].run_id
+            run_id = self.client.create_run(self.experiment_id, tags=tags,
+                                            run_name=name).info.run_id
         now = time.perf_counter()
-        self._stack.append(_OpenRun(run.info.run_id, now, last_point=(0, now)))
+        self._stack.append(_OpenRun(run_id, now, last_point=(0, now)))
         status = RunStatus.FINISHED
         try:
-            yield run.info.run_id
+            yield run_id
         except KeyboardInterrupt:
             status = RunStatus.KILLED
             raise
@@ -271,7 +343,7 @@ class Tracker:
         top = self._stack[-1]
         if top.seen and top.last_point[0] != top.seen:
             self._metric_step(top)
-        self.flush()
+        self.flush(strict=True)
         if top.seen:
             fig = plots.fitness_over_candidates(top.fitness, top.restarts)
             self.log_figure(fig, "plots/fitness.png")
@@ -288,23 +360,77 @@ class Tracker:
         top = self._top()
         for r in records:
             top.rows.append(_row(r))
-            top.seen += 1
-            top.fitness.append(r.fitness)
-            if r.cache_hit == "structural":
-                top.structural_hits += 1
-            elif r.cache_hit == "fec":
-                top.fec_hits += 1
-            if r.rejection:
-                top.rejected += 1
-            if r.evaluated:
-                top.evaluated += 1
-            if math.isfinite(r.fitness) and r.fitness > top.best:
-                top.best = r.fitness
-            self._first_by_hash.setdefault(r.structural_hash, r)
+            self._count(top, r)
             if top.seen - top.last_point[0] >= self.metrics_every:
                 self._metric_step(top)
         if len(top.rows) >= max(self.flush_rows, top.rows_written // 4):
             self._flush_rows(top)
+
+    def _count(self, top: _OpenRun, r: CandidateRecord) -> None:
+        top.seen += 1
+        top.fitness.append(r.fitness)
+        if r.cache_hit == "structural":
+            top.structural_hits += 1
+        elif r.cache_hit == "fec":
+            top.fec_hits += 1
+        if r.rejection:
+            top.rejected += 1
+        if r.evaluated:
+            top.evaluated += 1
+        if math.isfinite(r.fitness) and r.fitness > top.best:
+            top.best = r.fitness
+        self._first_by_hash.setdefault(r.structural_hash, r)
+
+    def resume_candidates(self, records: Sequence[CandidateRecord]) -> int:
+        """Continue a (reopened) run's candidates table from a resumed search's records.
+
+        Counts the rows already in the open run's table (the source of truth: a crash may
+        have come before or after any write), counts those records in the running
+        statistics without logging them again, and buffers the rest. Returns how many were
+        already logged.
+        """
+        top = self._top()
+        if top.rows or top.seen:
+            raise RuntimeError("resume_candidates() must come before any log_candidates()")
+        done = self._retrying("count the candidates table", lambda: self.table_rows(top.run_id))
+        if done > len(records):
+            raise ValueError(f"run {top.run_id}'s candidates table holds {done} rows but the "
+                             f"search has only {len(records)} candidates: not this search's run")
+        for r in records[:done]:
+            self._count(top, r)
+        top.rows_written = done
+        top.last_point = (top.seen, time.perf_counter())
+        self.log_candidates(records[done:])
+        return done
+
+    def table_rows(self, run_id: str | None = None) -> int:
+        """Rows in a run's (default: the open run's) candidates table; 0 if it has none."""
+        run_id = run_id or self.run_id
+        if CANDIDATES_TABLE not in {f.path for f in self.client.list_artifacts(run_id)}:
+            return 0
+        with tempfile.TemporaryDirectory() as tmp:
+            local = self.client.download_artifacts(run_id, CANDIDATES_TABLE, tmp)
+            with open(local, encoding="utf-8") as f:
+                return len(json.load(f)["data"])
+
+    def _retrying(self, what: str, fn, before_retry=None):
+        """``fn()``, retried ``self.retries`` times with doubling waits; re-raises the last
+        error as :class:`TrackingUnavailable`."""
+        wait = self.retry_backoff_s
+        for attempt in range(self.retries + 1):
+            try:
+                if attempt and before_retry is not None:
+                    before_retry()
+                return fn()
+            except Exception as err:  # noqa: BLE001 - any failure of the store is retried
+                if attempt == self.retries:
+                    raise TrackingUnavailable(
+                        f"MLflow ({self.tracking_uri}): could not {what} after "
+                        f"{self.retries + 1} attempts: {err}"
+                    ) from err
+                _log.warning("MLflow: could not %s (%s); retrying in %.1f s", what, err, wait)
+                time.sleep(wait)
+                wait *= 2
 
     def mark_restart(self, at: int, kind: str = "restart") -> None:
         """Mark a restart before candidate ``at`` (shown on the stage's fitness plot)."""
@@ -335,28 +461,57 @@ class Tracker:
         ms = int(time.time() * 1000)
         top.metrics.extend(Metric(k, float(v), ms, int(step)) for k, v in metrics.items())
         if len(top.metrics) >= _BATCH_METRICS:
-            self._flush_metrics(top)
+            self._flush_metrics(top)  # lenient: kept on failure
 
-    def _flush_metrics(self, top: _OpenRun) -> None:
-        for i in range(0, len(top.metrics), _BATCH_METRICS):
-            self.client.log_batch(top.run_id, metrics=top.metrics[i : i + _BATCH_METRICS])
-        top.metrics.clear()
+    def _flush_metrics(self, top: _OpenRun, strict: bool = False) -> None:
+        while top.metrics:
+            chunk = top.metrics[:_BATCH_METRICS]
+            try:
+                self._retrying("log metrics",
+                               lambda c=chunk: self.client.log_batch(top.run_id, metrics=c))
+            except TrackingUnavailable as err:
+                if strict:
+                    raise
+                _log.warning("%s; %d metric values kept for the next flush", err,
+                             len(top.metrics))
+                return
+            del top.metrics[: len(chunk)]
 
-    def _flush_rows(self, top: _OpenRun) -> None:
+    def _flush_rows(self, top: _OpenRun, strict: bool = False) -> None:
         if not top.rows:
             return
         import pandas as pd  # an MLflow dependency; imported lazily, it is slow to import
 
-        table = pd.DataFrame.from_records(top.rows, columns=list(top.rows[0]))
-        self.client.log_table(top.run_id, table, CANDIDATES_TABLE)
-        top.rows_written += len(top.rows)
-        top.rows.clear()
+        def write() -> None:
+            if top.rows:
+                table = pd.DataFrame.from_records(top.rows, columns=list(top.rows[0]))
+                self.client.log_table(top.run_id, table, CANDIDATES_TABLE)
+                top.rows_written += len(top.rows)
+                top.rows.clear()
 
-    def flush(self) -> None:
-        """Write the open run's buffered candidates and metrics now."""
+        def resync() -> None:  # a failed append may have landed: count, drop what did
+            landed = self.table_rows(top.run_id) - top.rows_written
+            if landed > 0:
+                del top.rows[:landed]
+                top.rows_written += landed
+
+        try:
+            self._retrying("append to the candidates table", write, resync)
+        except TrackingUnavailable as err:
+            if strict:
+                raise
+            _log.warning("%s; %d candidates kept for the next flush (they are in the search's "
+                         "checkpoint too)", err, len(top.rows))
+
+    def flush(self, strict: bool = True) -> None:
+        """Write the open run's buffered candidates and metrics now (retried).
+
+        ``strict``: raise :class:`TrackingUnavailable` if they still cannot be written
+        (they stay buffered either way).
+        """
         if self._stack:
-            self._flush_rows(self._stack[-1])
-            self._flush_metrics(self._stack[-1])
+            self._flush_rows(self._stack[-1], strict)
+            self._flush_metrics(self._stack[-1], strict)
 
     # ----- everything else ------------------------------------------------------------------
 

@@ -84,6 +84,13 @@ def _lionforge(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
+def _records(run_dir: Path) -> list[dict]:
+    """The candidate records the run dir's checkpoint covers."""
+    count = json.loads((run_dir / "search.json").read_text())["records"]
+    lines = (run_dir / "search.records.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines[:count]]
+
+
 @pytest.mark.slow
 def test_evolve_writes_a_summary_and_resumes_from_its_run_dir(tmp_path):
     run_dir = tmp_path / "run"
@@ -94,14 +101,14 @@ def test_evolve_writes_a_summary_and_resumes_from_its_run_dir(tmp_path):
     assert {"best_program", "best_fitness", "candidates_evaluated"} <= set(summary)
     assert summary["candidates_evaluated"] == 16
     Program.parse(summary["best_program"])
-    before = json.loads((run_dir / "search.json").read_text())["records"]
+    before = _records(run_dir)
     # Not a terminal: plain progress lines, no carriage-return bar.
     assert "evolve: 16/16 candidates" in first.stderr and "\r[" not in first.stderr
 
     again = _lionforge("evolve", "--gin_file", SMOKE, "--run_dir", str(run_dir),
                        "--budget", "32", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
-    after = json.loads((run_dir / "search.json").read_text())["records"]
+    after = _records(run_dir)
     assert json.loads((run_dir / "summary.json").read_text())["candidates_evaluated"] == 32
     assert after[:16] == before  # resumed: the first 16 candidates were not redone
     assert [r["index"] for r in after] == list(range(32))

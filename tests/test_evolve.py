@@ -242,9 +242,13 @@ def test_checkpoint_is_strict_json_written_atomically(tmp_path):
         raise AssertionError(f"non-standard JSON constant {name}")
 
     state = json.loads(path.read_text(), parse_constant=no_constants)
-    assert state["version"] == 1 and len(state["records"]) == 30
-    assert state["records"][0]["fitness"] == "-inf"
-    assert os.listdir(tmp_path) == ["ckpt.json"]  # no temp file left behind
+    assert state["version"] == 2 and state["records"] == 30
+    lines = (tmp_path / "ckpt.records.jsonl").read_text().splitlines()
+    rows = [json.loads(line, parse_constant=no_constants) for line in lines]
+    assert [r["index"] for r in rows] == list(range(30))
+    assert rows[0]["fitness"] == "-inf"
+    # no temp file left behind
+    assert sorted(os.listdir(tmp_path)) == ["ckpt.json", "ckpt.records.jsonl"]
 
 
 def test_resume_refuses_an_unknown_checkpoint_version(tmp_path):

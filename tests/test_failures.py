@@ -1,0 +1,207 @@
+"""Failures around a search: an unreachable or failing MLflow server, a batch past its time
+limit. Real servers and real processes, no mocks."""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from flows import stages
+from flows.settings import EvolveSettings, Experiment
+from pipeline import seeds
+from pipeline.evolve import EvolutionConfig, evaluate_each
+from pipeline.numpy_tasks import Quadratic
+from pipeline.tracking import CANDIDATES_TABLE, Tracker, TrackingUnavailable
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---- unreachable at start ------------------------------------------------------------------
+
+
+def test_an_unreachable_tracking_server_is_a_clear_error_in_seconds_not_a_hang(tmp_path):
+    uri = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(ROOT),
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("MLFLOW_HTTP_REQUEST_MAX_RETRIES", None)  # MLflow's default: minutes of retries
+    t0 = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "evolve", "--gin_file", "gin/smoke.gin",
+         "--run_dir", str(tmp_path / "run")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    elapsed = time.monotonic() - t0
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert f"MLflow tracking server {uri} is unreachable" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert elapsed < 15, elapsed
+    assert not (tmp_path / "run").exists()  # nothing ran
+
+
+def test_a_server_that_accepts_but_never_answers_times_out_at_the_probe():
+    with socket.socket() as silent:  # listens, never accepts or answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        t0 = time.monotonic()
+        with pytest.raises(TrackingUnavailable, match="unreachable"):
+            Tracker("x", uri, connect_timeout_s=1.0)
+        assert time.monotonic() - t0 < 5
+
+
+# ---- failing mid-run -------------------------------------------------------------------------
+
+
+class _Server:
+    """``mlflow server`` on 127.0.0.1 with a sqlite store in ``root``; stop() and start()."""
+
+    def __init__(self, root: Path):
+        self.root, self.port = root, _free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
+               "--port", str(self.port), "--workers", "1",
+               "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
+               "--artifacts-destination", str(self.root / "artifacts")]
+        log = open(self.root / "server.log", "a")  # noqa: SIM115 - lives as long as the server
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True)
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(self.uri + "/health", timeout=1):
+                    return
+            except OSError:
+                assert self.proc.poll() is None, (self.root / "server.log").read_text()[-2000:]
+                assert time.monotonic() < deadline, "mlflow server did not start"
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+
+@pytest.fixture
+def server(tmp_path):
+    s = _Server(tmp_path)
+    s.start()
+    yield s
+    s.stop()
+
+
+def _indices(uri: str, run_id: str, tmp: Path) -> list[int]:
+    client = MlflowClient(uri)
+    local = client.download_artifacts(run_id, CANDIDATES_TABLE, str(tmp))
+    table = json.loads(Path(local).read_text())
+    return [row[table["columns"].index("index")] for row in table["data"]]
+
+
+@pytest.mark.slow
+def test_a_tracking_outage_mid_run_loses_no_candidate_and_logs_none_twice(
+    server, tmp_path, caplog
+):
+    """The server dies mid-search: the search goes on; when it is back the next flush logs
+    what was buffered. It dies again and stays down: the run ends in an error but the
+    checkpoint holds everything, and the re-run (same run dir) logs exactly what is missing.
+    """
+    cfg = EvolveSettings(budget=120, evolution=EvolutionConfig(
+        population_size=16, tournament_size=4, batch_size=8))
+    run_dir = tmp_path / "run"
+    calls = 0
+    quadratic = evaluate_each(Quadratic(steps=40))
+
+    def evaluate(programs):
+        nonlocal calls
+        calls += 1
+        if calls in (3, 12):
+            server.stop()  # the outages
+        if calls == 7:
+            server.start()  # back in between
+        return quadratic(programs)
+
+    def tracker() -> Tracker:
+        return Tracker("failures", server.uri, flush_rows=8, retries=1, retry_backoff_s=0.1)
+
+    first = tracker()
+    with pytest.raises(Exception):  # noqa: B017 - the final flush and closing the run fail
+        with first.run("evolve") as run_id:
+            stages.remember_run(run_dir, first, "evolve", run_id)
+            stages.evolve_stage(cfg, Experiment(seed=0), run_dir, evaluate, tracker=first)
+    assert "kept for the next flush" in caplog.text
+    checkpoint = json.loads((run_dir / stages.SEARCH_FILE).read_text())
+    assert checkpoint["records"] == 120  # the search went on through both outages
+
+    server.start()
+    evaluated = calls
+    logged = _indices(server.uri, run_id, tmp_path / "a")
+    assert logged == list(range(len(logged))) and 60 < len(logged) < 120  # flushed in between
+
+    again = tracker()
+    with again.run("evolve", run_id=stages.remembered_run(run_dir, again, "evolve")) as rid:
+        assert rid == run_id
+        search = stages.evolve_stage(cfg, Experiment(seed=0), run_dir, evaluate, tracker=again)
+    assert calls == evaluated and len(search.records) == 120  # nothing evaluated again
+    assert _indices(server.uri, run_id, tmp_path / "b") == list(range(120))
+
+
+# ---- a batch past its time limit -------------------------------------------------------------
+
+
+def _workers() -> list:
+    return [p for p in multiprocessing.active_children() if p.name == "lionforge-eval"]
+
+
+@pytest.mark.slow
+def test_a_batch_past_its_time_limit_is_stopped_scored_worst_and_the_search_goes_on(tmp_path):
+    cfg = EvolveSettings(budget=33, eval_timeout_s=0.05, evolution=EvolutionConfig(
+        population_size=8, tournament_size=2, batch_size=16))
+    cache_dir = tmp_path / "run" / "batches"
+
+    def evaluate(programs):
+        return stages.evaluate_texts([p.to_text() for p in programs], cfg.task, cfg.scale,
+                                     cfg.task_seed, cfg.hurdles, str(cache_dir),
+                                     cfg.eval_timeout_s)
+
+    search = stages.evolve_stage(cfg, Experiment(seed=0), tmp_path / "run", evaluate)
+    assert len(search.records) == 33  # the search went on
+    evaluated = [r for r in search.records if not r.cache_hit and r.structural_hash]
+    assert evaluated and all(r.rejection == "timeout" and r.fitness == -math.inf
+                             for r in evaluated)
+    assert search.stats.rejections["timeout"] >= len(evaluated)
+    assert not _workers()  # every late worker was killed: the training really stopped
+    # The verdict is persisted with the batch, so a resumed search sees the same one.
+    (batch,) = [json.loads(p.read_text()) for p in sorted(cache_dir.iterdir())][:1]
+    assert set(batch["rejection"]) == {"timeout"}
+    assert all(f is None for f in batch["fitness"])
+
+
+@pytest.mark.slow
+def test_within_its_time_limit_a_batch_scores_as_it_does_in_process():
+    settings = EvolveSettings(scale=0.25)
+    texts = [seeds.adamw().to_text(), seeds.lion().to_text(), "update = g * 1e30\n"]
+    args = (texts, settings.task, settings.scale, settings.task_seed, settings.hurdles)
+    in_process = stages.evaluate_texts(*args)
+    in_worker = stages.evaluate_texts(*args, timeout_s=120.0)
+    assert in_worker == in_process and in_process[2] == -math.inf
+    assert len(_workers()) == 1  # an idle worker, kept for the next call
