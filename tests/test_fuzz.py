@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from ops import OPS
+from ops import OPS, Shape
 from pipeline import seeds
 from pipeline.abstract import Rejection, check
 from pipeline.evaluate import StopReason, evaluate
@@ -42,6 +42,7 @@ MAX_LEN = 30
 CONFIG = MutationConfig(insert=0.3, delete=0.2, change_arg=0.3, replace=0.1, tune_constant=0.1,
                         max_len=MAX_LEN, n_slots=4, literal_prob=0.3)
 ALL_OPS = tuple(sorted(OPS))
+ELEMENTWISE = tuple(n for n in ALL_OPS if OPS[n].shape is Shape.ELEMENTWISE)
 # Extreme literals: float32's edges and beyond (1e39 and 1e300 are finite floats but inf in
 # float32: abstract execution rejects them as non-finite).
 F32_MAX = float(np.finfo(np.float32).max)
@@ -89,24 +90,32 @@ def _literal(rng: np.random.Generator) -> float:
 
 
 def _extreme_candidates(rng: np.random.Generator, n: int) -> list[tuple[Statement, ...]]:
-    """Our own generator: every op in turn, extreme literals, lengths up to the max, and in
-    one candidate of five a deliberate fault (each fault of ``FAULTS`` in turn)."""
+    """Our own generator: every op in turn, extreme literals, lengths up to the max (one in
+    eight a chain of ``MAX_LEN`` live statements), and in one candidate of five a deliberate
+    fault (each fault of ``FAULTS`` in turn)."""
     out = []
     for k in range(n):
         length = MAX_LEN if k % 4 == 0 else int(rng.integers(1, MAX_LEN + 1))
+        chain = k % 8 == 0
         readable = [*INPUTS, *STATE_SLOTS]
         body: list[Statement] = []
         for i in range(length):
             name = ALL_OPS[(k * 7 + i) % len(ALL_OPS)] if i % 2 else ALL_OPS[
                 int(rng.integers(len(ALL_OPS)))]
+            if chain and OPS[name].shape is not Shape.ELEMENTWISE:
+                name = ELEMENTWISE[(k + i) % len(ELEMENTWISE)]
             op = OPS[name]
             args: list[str | float] = [
                 _literal(rng) if ok and rng.random() < 0.4 else
                 readable[int(rng.integers(len(readable)))] for ok in op.const_ok]
             if args and all(isinstance(a, float) for a in args):
                 args[0] = "g"
+            if chain and args:  # a chain: each statement reads the one before, all live
+                args[0] = body[-1].target if body else "g"
             if i == length - 1:
                 target = OUTPUT
+            elif chain:
+                target = f"x{i}"
             else:
                 pool = [OUTPUT, *STATE_SLOTS, "lr", "t", "w", "g", f"x{i}", f"x{i}"]
                 target = pool[int(rng.integers(len(pool)))]
@@ -295,13 +304,15 @@ def test_ten_thousand_fuzzed_programs_never_crash_and_broken_ones_score_worst(ca
     stops = _check_results(programs, results)
     accepted = [p for p in programs if check(p.statements, max_len=MAX_LEN, n_slots=4) is None]
     assert {st.op for p in accepted for st in p.statements} == set(OPS)
-    assert any(len(p.live_statements) >= MAX_LEN - 2 for p in accepted)
+    long = sum(len(p.live_statements) == MAX_LEN for p in accepted)
+    assert long > 10
     numpy_counts = _numpy_probe(programs)
     t3 = time.perf_counter()
     assert stops["worst"] > 0 and stops["completed"] > 0
     with capsys.disabled():
         print(f"\nfuzz: {len(candidates)} candidates, {built['constructed']} constructed, "
-              f"{built['refused']} refused by Program(), {len(accepted)} accepted by check()")
+              f"{built['refused']} refused by Program(), {len(accepted)} accepted by check() "
+              f"({long} with {MAX_LEN} live statements)")
         print(f"fuzz: rejected by reason {dict(sorted(rejected.items()))}")
         print(f"fuzz: evaluated {len(programs)}: stops {dict(sorted(stops.items()))}")
         print(f"fuzz: numpy probe {dict(numpy_counts)}")
