@@ -21,12 +21,19 @@ raw statements (what a mutation produces) so that it can judge programs that
 from __future__ import annotations
 
 import enum
-import math
 import re
 from collections.abc import Sequence
 
 from ops import OPS, Shape
-from pipeline.program import INPUTS, OUTPUT, SCALAR_INPUTS, STATE_SLOTS, Program, Statement
+from pipeline.program import (
+    INPUTS,
+    OUTPUT,
+    SCALAR_INPUTS,
+    STATE_SLOTS,
+    Program,
+    Statement,
+    finite_literal,
+)
 
 __all__ = ["Rejection", "check", "check_program"]
 
@@ -86,7 +93,7 @@ def check(
             else:
                 if not op.const_ok[i]:
                     return Rejection.LITERAL_NOT_ALLOWED
-                if not math.isfinite(a):
+                if not finite_literal(a):
                     return Rejection.NON_FINITE_LITERAL
         if st.args and all(not isinstance(a, str) for a in st.args):
             return Rejection.LITERALS_ONLY

@@ -22,7 +22,6 @@ comment. The text is read by the small hand-written parser below; nothing is eva
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ __all__ = [
     "Program",
     "ProgramError",
     "Statement",
+    "finite_literal",
     "format_number",
 ]
 
@@ -43,6 +43,11 @@ INPUTS: tuple[str, ...] = ("w", "g", "lr", "t")
 SCALAR_INPUTS: frozenset[str] = frozenset({"lr", "t"})
 STATE_SLOTS: tuple[str, ...] = ("m", "v", "state2", "state3")
 OUTPUT = "update"
+
+# Programs run in float32: a literal is finite when float32 holds it (|x| below the midpoint
+# of float32's max and 2**128; from there on it rounds to inf). 1e300 is a finite float but
+# an inf in every executor (and a TF conversion error in some ops), so it is refused.
+F32_LIMIT = 2.0**128 - 2.0**103
 
 MAX_TEXT_CHARS = 1_000_000
 MAX_LINE_CHARS = 10_000
@@ -62,6 +67,11 @@ class ProgramError(ValueError):
         if line is not None:
             where = f"line {line}" + (f", column {column}" if column is not None else "") + ": "
         super().__init__(where + message)
+
+
+def finite_literal(value: float) -> bool:
+    """Whether ``value`` is finite in float32, the precision programs run in."""
+    return abs(value) < F32_LIMIT
 
 
 def format_number(value: float) -> str:
@@ -91,8 +101,18 @@ class Statement:
 # ---- the parser ----------------------------------------------------------------------------
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_NUMBER = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+# ASCII digits only: ``\d`` and ``float()`` also take other scripts' digits ("１", "٣").
+_NUMBER = re.compile(r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_DIGITS = frozenset("0123456789")
 _NUMBER_TAIL = re.compile(r"[A-Za-z0-9_.]")
+# Characters refused anywhere, comments included: controls but tab and newline (and the
+# carriage return of a CRLF), Unicode line/paragraph separators (Python's str.splitlines
+# breaks lines there, editors may not) and bidirectional overrides, which can make text
+# display otherwise than it parses.
+_FORBIDDEN = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029"
+    "\u202a-\u202e\u2066-\u2069]|\r(?!\n)"
+)
 
 
 class _Line:
@@ -151,18 +171,18 @@ class _Line:
             tail = re.match(r"[A-Za-z0-9_.+-]*", self.text[start:]).group()
             raise self.error(f"malformed number {tail!r}", start)
         value = sign * float(m.group())
-        if not math.isfinite(value):
+        if not finite_literal(value):
             raise self.error(f"number out of range: {self.text[start:end]!r}", start)
         self.pos = end
         return value
 
     def starts_number(self) -> bool:
         c = self.peek()
-        if c.isdigit() or c == ".":
+        if c in _DIGITS or c == ".":
             return True
-        if c in "+-":
+        if c in ("+", "-"):
             nxt = self.text[self.pos + 1 : self.pos + 2]
-            return nxt.isdigit() or nxt == "."
+            return nxt in _DIGITS or nxt == "."
         return False
 
     def arg(self) -> tuple[Arg, int]:
@@ -244,7 +264,8 @@ def _check_dataflow(statements: Sequence[Statement], lines: Sequence[_Line] | No
                 msg = f"variable {arg!r} is read before it is written"
                 if line is None:
                     raise ProgramError(msg + f" (statement {i + 1})")
-                col = re.search(rf"\b{re.escape(arg)}\b", line.text.split("=", 1)[1])
+                rhs = line.text.split("=", 1)[1]
+                col = next((m for m in _IDENT.finditer(rhs) if m.group() == arg), None)
                 pos = len(line.text.split("=", 1)[0]) + 1 + (col.start() if col else 0)
                 raise line.error(msg, pos)
         defined.add(st.target)
@@ -274,6 +295,14 @@ class Program:
                 f"program has {len(self.statements)} statements; at most {MAX_STATEMENTS}"
             )
         for st in self.statements:
+            if not isinstance(st, Statement):
+                raise ProgramError(f"a statement must be a Statement, got {type(st).__name__}")
+            for name in (st.target, *(a for a in st.args if isinstance(a, str))):
+                if not _IDENT.fullmatch(name) or name.startswith("__"):
+                    raise ProgramError(f"not a variable name: {name!r}")
+            for a in st.args:
+                if not isinstance(a, str | float | int) or isinstance(a, bool):
+                    raise ProgramError(f"an argument is a name or a float, got {a!r}")
             op = OPS.resolve(st.op)
             if op is None or op.name != st.op:
                 raise ProgramError(f"unknown function {st.op!r}")
@@ -281,8 +310,8 @@ class Program:
                 raise ProgramError(f"{op.name} takes {op.arity} argument(s), got {len(st.args)}")
             _check_args(op, [(a, 0) for a in st.args], None)
             for a in st.args:
-                if isinstance(a, float) and not math.isfinite(a):
-                    raise ProgramError(f"literal {a!r} is not finite")
+                if not isinstance(a, str) and not finite_literal(a):
+                    raise ProgramError(f"literal {a!r} is not finite in float32")
         _check_dataflow(self.statements, None)
 
     # -- text --
@@ -294,9 +323,19 @@ class Program:
             raise ProgramError(f"program text must be a str, got {type(text).__name__}")
         if len(text) > MAX_TEXT_CHARS:
             raise ProgramError(f"program text has {len(text)} characters; at most {MAX_TEXT_CHARS}")
+        bad = _FORBIDDEN.search(text)
+        if bad:
+            at = bad.start()
+            raise ProgramError(
+                f"character {text[at]!r} is not allowed: lines end with '\\n' or '\\r\\n'; "
+                "no control, line-separator or bidirectional-override characters",
+                text.count("\n", 0, at) + 1,
+                at - text.rfind("\n", 0, at),
+            )
         statements: list[Statement] = []
         lines: list[_Line] = []
-        for lineno, raw in enumerate(text.splitlines(), start=1):
+        for lineno, raw in enumerate(text.split("\n"), start=1):
+            raw = raw.removesuffix("\r")
             if len(raw) > MAX_LINE_CHARS:
                 raise ProgramError(
                     f"line is {len(raw)} characters; at most {MAX_LINE_CHARS}", lineno
