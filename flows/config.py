@@ -23,7 +23,14 @@ from pipeline.evolve import EvolutionConfig, RestartFrom, Strategy
 from pipeline.funnel import Stage
 from pipeline.mutate import MutationConfig
 
-__all__ = ["ConfigError", "configured", "parse", "spawn_local_cluster", "task_runner"]
+__all__ = [
+    "ConfigError",
+    "configured",
+    "parse",
+    "prefect_api_for",
+    "spawn_local_cluster",
+    "task_runner",
+]
 
 
 class ConfigError(ValueError):
@@ -120,6 +127,35 @@ def spawn_local_cluster(n_workers: int = 2, **kwargs):
     dask.config.set({"distributed.worker.multiprocessing-method": "spawn"})
     options = {"processes": True, "threads_per_worker": 1}
     return LocalCluster(n_workers=n_workers, **{**options, **kwargs})
+
+
+@contextlib.contextmanager
+def prefect_api_for(runner) -> Iterator[None]:
+    """Run flows with ``runner`` inside this: local Dask workers report to this process' server.
+
+    With no ``PREFECT_API_URL``, Prefect starts a temporary local server for the flow, and each
+    worker of a local Dask cluster would start one more of its own (tasks ship the flow's
+    settings, which name no server). Here the temporary server is started first and named, so
+    every worker reports to it. A runner on a remote scheduler is left alone: its workers
+    cannot reach this machine's 127.0.0.1; point ``PREFECT_API_URL`` at a ``prefect server``.
+    """
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_SERVER_EPHEMERAL_ENABLED,
+        temporary_settings,
+    )
+
+    local_dask = getattr(runner, "cluster_class", None) is spawn_local_cluster
+    ephemeral = PREFECT_SERVER_EPHEMERAL_ENABLED.value()
+    if not local_dask or PREFECT_API_URL.value() or not ephemeral:
+        yield
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()  # the one Prefect itself would start; stopped at exit
+    server.start()
+    with temporary_settings({PREFECT_API_URL: server.api_url}):
+        yield
 
 
 def configured(name: str):

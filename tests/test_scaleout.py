@@ -125,6 +125,38 @@ def test_local_dask_cluster_evaluates_in_spawned_worker_processes_like_in_proces
     assert fitnesses == evaluate_texts(texts, "teacher", 1.0, 0, Hurdles())
 
 
+@pytest.mark.slow
+def test_local_dask_workers_are_pointed_at_one_temporary_prefect_server(tmp_path):
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import (
+        PREFECT_API_DATABASE_CONNECTION_URL,
+        PREFECT_API_URL,
+        PREFECT_HOME,
+        temporary_settings,
+    )
+
+    config.parse([SMOKE], ["task_runner.kind = 'dask'"])
+    local = config.task_runner()
+    config.parse([SMOKE], ["task_runner.kind = 'dask'", "task_runner.address = 'tcp://h:8786'"])
+    remote = config.task_runner()
+    db = f"sqlite+aiosqlite:///{tmp_path / 'prefect.db'}"
+    with temporary_settings(
+        updates={PREFECT_HOME: str(tmp_path), PREFECT_API_DATABASE_CONNECTION_URL: db},
+        restore_defaults={PREFECT_API_URL},
+    ):
+        with config.prefect_api_for(remote):  # remote workers could not reach 127.0.0.1
+            assert not PREFECT_API_URL.value()
+        try:
+            with config.prefect_api_for(local):
+                url = PREFECT_API_URL.value()
+                assert url and url.startswith("http://127.0.0.1:")
+                with urllib.request.urlopen(f"{url}/health", timeout=10) as r:
+                    assert r.status == 200
+        finally:
+            SubprocessASGIServer().stop()
+        assert not PREFECT_API_URL.value()
+
+
 # ---- smoke.gin on 2 Dask workers, tracked to an mlflow server --------------------------------
 
 
@@ -173,7 +205,7 @@ def mlflow_server(tmp_path):
 
 @pytest.mark.slow
 def test_smoke_discover_on_two_dask_workers_logs_every_candidate_once_to_an_mlflow_server(
-    tmp_path, monkeypatch, mlflow_server
+    tmp_path, monkeypatch, mlflow_server, caplog
 ):
     from distributed import Client, get_task_stream
     from prefect.testing.utilities import prefect_test_harness
@@ -198,6 +230,7 @@ def test_smoke_discover_on_two_dask_workers_logs_every_candidate_once_to_an_mlfl
     assert n == out["evolve"]["candidates_evaluated"] == 48
 
     # The evaluation ran as tasks on the two worker processes, not in this one.
+    assert f"existing Dask cluster at {cluster.scheduler_address}" in caplog.text
     assert len(worker_pids) == 2 and os.getpid() not in worker_pids.values()
     evaluated = [t for t in stream.data if "evaluate" in t["key"]]
     assert evaluated and all(t["status"] == "OK" for t in evaluated)
