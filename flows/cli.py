@@ -146,14 +146,16 @@ def _run(args, config) -> int:
 
     runner = config.task_runner()
     if args.command == "discover":
-        out = flows.discover_flow.with_options(task_runner=runner)(
-            args.gin_file, args.gin_param, args.run_dir, args.budget
-        )
+        with config.prefect_api_for(runner):
+            out = flows.discover_flow.with_options(task_runner=runner)(
+                args.gin_file, args.gin_param, args.run_dir, args.budget
+            )
         _print_discover(out)
     elif args.command == "evolve":
-        out = flows.evolve_flow.with_options(task_runner=runner)(
-            args.gin_file, args.gin_param, args.run_dir, args.budget
-        )
+        with config.prefect_api_for(runner):
+            out = flows.evolve_flow.with_options(task_runner=runner)(
+                args.gin_file, args.gin_param, args.run_dir, args.budget
+            )
         print(json.dumps(out, indent=2))
     elif args.command == "funnel":
         flows.funnel_flow(args.gin_file, args.gin_param, args.run_dir)

@@ -23,7 +23,14 @@ from pipeline.evolve import EvolutionConfig, RestartFrom, Strategy
 from pipeline.funnel import Stage
 from pipeline.mutate import MutationConfig
 
-__all__ = ["ConfigError", "configured", "parse", "task_runner"]
+__all__ = [
+    "ConfigError",
+    "configured",
+    "parse",
+    "prefect_api_for",
+    "spawn_local_cluster",
+    "task_runner",
+]
 
 
 class ConfigError(ValueError):
@@ -57,11 +64,24 @@ _CONFIGURABLE = _register()
 
 
 @gin.configurable
-def task_runner(kind: str = "threads", max_workers: int = 1):
-    """The Prefect task runner for evaluation batches: a bounded thread or process pool.
+def task_runner(
+    kind: str = "threads",
+    max_workers: int = 1,
+    address: str | None = None,
+    n_workers: int = 2,
+    performance_report: str | None = None,
+):
+    """The Prefect task runner for evaluation batches.
 
-    ``kind``: ``threads`` (default; TF releases the GIL) or ``processes``. Dask is available
-    through prefect-dask where installed (see README, scale-out).
+    ``kind``:
+      - ``threads`` (default; TF releases the GIL) or ``processes``: a local pool of
+        ``max_workers``.
+      - ``dask`` (prefect-dask's ``DaskTaskRunner``): with ``address`` (``tcp://host:8786``),
+        tasks go to that running Dask scheduler and its workers; without, to a local cluster of
+        ``n_workers`` spawned worker processes, one thread each (:func:`spawn_local_cluster`).
+        ``performance_report``: write Dask's HTML performance report (task stream) there.
+
+    Workers need the project importable; they get program texts and parse them themselves.
     """
     if max_workers < 1:
         raise ConfigError(f"task_runner.max_workers must be >= 1, got {max_workers}")
@@ -69,7 +89,74 @@ def task_runner(kind: str = "threads", max_workers: int = 1):
         return ThreadPoolTaskRunner(max_workers=max_workers)
     if kind == "processes":
         return ProcessPoolTaskRunner(max_workers=max_workers)
-    raise ConfigError(f"task_runner.kind must be 'threads' or 'processes', got {kind!r}")
+    if kind == "dask":
+        return _dask_runner(address, n_workers, performance_report)
+    raise ConfigError(
+        f"task_runner.kind must be 'threads', 'processes' or 'dask', got {kind!r}"
+    )
+
+
+def _dask_runner(address: str | None, n_workers: int, performance_report: str | None):
+    from prefect_dask import DaskTaskRunner
+
+    report = {"performance_report_path": performance_report} if performance_report else {}
+    if address:
+        if "://" not in address:
+            raise ConfigError(
+                f"task_runner.address must be a scheduler address like 'tcp://host:8786', "
+                f"got {address!r}"
+            )
+        return DaskTaskRunner(address=address, **report)
+    if n_workers < 1:
+        raise ConfigError(f"task_runner.n_workers must be >= 1, got {n_workers}")
+    return DaskTaskRunner(
+        cluster_class=spawn_local_cluster, cluster_kwargs={"n_workers": n_workers}, **report
+    )
+
+
+def spawn_local_cluster(n_workers: int = 2, **kwargs):
+    """A ``distributed.LocalCluster`` of ``n_workers`` worker processes, one thread each.
+
+    Worker processes are started with ``spawn``, never ``fork``: a forked child of a process
+    that imported TensorFlow inherits its threads' locks and can hang. distributed reads its
+    ``distributed.worker.multiprocessing-method`` setting whenever a nanny (re)starts a worker,
+    so it is set for this process, not only around the construction.
+    """
+    import dask
+    from distributed import LocalCluster
+
+    dask.config.set({"distributed.worker.multiprocessing-method": "spawn"})
+    options = {"processes": True, "threads_per_worker": 1}
+    return LocalCluster(n_workers=n_workers, **{**options, **kwargs})
+
+
+@contextlib.contextmanager
+def prefect_api_for(runner) -> Iterator[None]:
+    """Run flows with ``runner`` inside this: local Dask workers report to this process' server.
+
+    With no ``PREFECT_API_URL``, Prefect starts a temporary local server for the flow, and each
+    worker of a local Dask cluster would start one more of its own (tasks ship the flow's
+    settings, which name no server). Here the temporary server is started first and named, so
+    every worker reports to it. A runner on a remote scheduler is left alone: its workers
+    cannot reach this machine's 127.0.0.1; point ``PREFECT_API_URL`` at a ``prefect server``.
+    """
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_SERVER_EPHEMERAL_ENABLED,
+        temporary_settings,
+    )
+
+    local_dask = getattr(runner, "cluster_class", None) is spawn_local_cluster
+    ephemeral = PREFECT_SERVER_EPHEMERAL_ENABLED.value()
+    if not local_dask or PREFECT_API_URL.value() or not ephemeral:
+        yield
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()  # the one Prefect itself would start; stopped at exit
+    server.start()
+    with temporary_settings({PREFECT_API_URL: server.api_url}):
+        yield
 
 
 def configured(name: str):
