@@ -332,9 +332,17 @@ class Program:
                 text.count("\n", 0, at) + 1,
                 at - text.rfind("\n", 0, at),
             )
+        raws = text.split("\n")
+        if len(raws) > MAX_STATEMENTS:  # refuse an oversized program before parsing any of it
+            count = 0
+            for lineno, raw in enumerate(raws, start=1):
+                if raw.split("#", 1)[0].strip():
+                    count += 1
+                    if count > MAX_STATEMENTS:
+                        raise ProgramError(f"more than {MAX_STATEMENTS} statements", lineno)
         statements: list[Statement] = []
         lines: list[_Line] = []
-        for lineno, raw in enumerate(text.split("\n"), start=1):
+        for lineno, raw in enumerate(raws, start=1):
             raw = raw.removesuffix("\r")
             if len(raw) > MAX_LINE_CHARS:
                 raise ProgramError(
@@ -348,8 +356,6 @@ class Program:
             _check_args(op, args, line)
             statements.append(Statement(target, op.name, tuple(a for a, _ in args)))
             lines.append(line)
-            if len(statements) > MAX_STATEMENTS:
-                raise ProgramError(f"more than {MAX_STATEMENTS} statements", lineno)
         _check_dataflow(statements, lines)
         return cls(tuple(statements))
 
