@@ -142,7 +142,7 @@ def _run(args, config) -> int:
             print(f"wrote {args.out}")
         return 0
 
-    from flows import flows
+    from flows import prefect_flows as flows
 
     runner = config.task_runner()
     if args.command == "discover":

@@ -1,7 +1,7 @@
 """The stages of a discovery as plain functions: evolve, funnel, simplify, benchmark, register.
 
 Each takes its settings, an ``evaluate`` function and an optional :class:`Tracker`; the
-Prefect flows in :mod:`flows.flows` are thin wrappers that supply Prefect-task evaluation.
+Prefect flows in :mod:`flows.prefect_flows` are thin wrappers that supply Prefect-task evaluation.
 Nothing here depends on Prefect, so every stage runs and tests as plain Python.
 """
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,30 @@ ROOT = Path(__file__).resolve().parent.parent
 def _deployments() -> list[dict]:
     config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     return config["deployments"]
+
+
+@pytest.fixture(autouse=True)
+def _restore_sys_path(monkeypatch):
+    """Prefect's entrypoint loader puts the entrypoint's folder on sys.path; undo that."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+
+
+def test_loading_the_entrypoint_keeps_the_flows_package_importable_by_name(monkeypatch):
+    """A Prefect worker loads the entrypoint by path, which puts flows/ on sys.path: no module
+    in the package may then shadow the package itself (a flows/flows.py once did)."""
+    monkeypatch.chdir(ROOT)
+    (dep,) = _deployments()
+    load_flow_from_entrypoint(dep["entrypoint"])
+    folder = str((ROOT / dep["entrypoint"].split(":")[0]).parent)
+    assert not (ROOT / "flows" / "flows.py").exists()
+    import subprocess
+
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+         "import flows.prefect_flows, flows.stages", folder],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert probe.returncode == 0, probe.stderr[-2000:]
 
 
 def test_the_deployment_runs_discover_with_parameters_it_accepts(monkeypatch):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from flows.flows import discover_flow
+from flows.prefect_flows import discover_flow
 from pipeline import ProgramOptimizer
 from pipeline.registry import load_optimizer, load_program
 

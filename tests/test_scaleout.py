@@ -19,7 +19,7 @@ from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
 
 from flows import config
-from flows.flows import discover_flow, evaluate_chunk
+from flows.prefect_flows import discover_flow, evaluate_chunk
 from flows.stages import evaluate_texts
 from pipeline import seeds
 from pipeline.evaluate import Hurdles
@@ -81,7 +81,7 @@ def test_a_chunks_arguments_survive_pickling_for_workers():
     assert cloudpickle.loads(cloudpickle.dumps(hurdles)) == hurdles
     task_again = cloudpickle.loads(cloudpickle.dumps(evaluate_chunk))
     assert task_again.name == evaluate_chunk.name and task_again.retries == 2
-    assert task_again.fn.__module__ == "flows.flows"
+    assert task_again.fn.__module__ == "flows.prefect_flows"
 
 
 # ---- a local cluster from gin ----------------------------------------------------------------
