@@ -15,6 +15,14 @@ Design (see ``evaluate``):
   for all ops, a split, the ops, one concat and one in-place scatter. No op runs on rows
   that do not use it; a program never causes a retrace. The compiled step loop is cached
   per (task, max length); the population size is a dynamic dimension.
+* Step constants are hoisted: a live statement whose value depends only on ``lr``, ``t``
+  and literals (AdamW's bias correction, ``lr * 0.001``) is the same for every parameter,
+  so it is not a position of the machine. The NumPy reference computes its value for every
+  step of a segment on the host (vectorized over ``t``, cached per distinct sub-program);
+  members with the same values share one row, as all share ``lr`` and ``t``, and each step
+  one scatter loads the distinct rows. AdamW's bias correction and ``lr * wd`` are 8 of its
+  17 statements (two of them ``power``): hoisting them trains a batch of AdamW mutants
+  1.5x faster (measured side by side, 1024 members, smoke proxy).
 * Reductions act per member *and per variable* (as ``ProgramOptimizer`` applies a program
   to each variable): ops with ``axis_arg`` run on each variable's columns with ``axis=(1,)``.
 * Hurdles: training runs in segments; at each hurdle point members whose loss is NaN/inf,
@@ -41,8 +49,9 @@ import tensorflow as tf
 from ops import OPS, Op, Shape
 from ops.table import EPS
 from pipeline import seeds
+from pipeline.execute import step_constant_statements
 from pipeline.numpy_tasks import WORST_FITNESS, finite_or_worst
-from pipeline.program import INPUTS, OUTPUT, STATE_SLOTS, Program
+from pipeline.program import INPUTS, OUTPUT, STATE_SLOTS, Program, Statement
 from pipeline.tasks import Metric, Task, make_task
 
 __all__ = [
@@ -56,7 +65,8 @@ __all__ = [
 
 # Register numbering: inputs, slots, ``update``, then one register per other name a program
 # assigns. Straight-line code reads the latest value of a name, so a register per name is
-# exact; writes to an input name go to a fresh register (inputs are refreshed each step).
+# exact; writes to an input name go to a fresh register (inputs are refreshed each step),
+# and so does a write to a name bound to a shared row of hoisted constants (see encode).
 REGISTERS: tuple[str, ...] = (*INPUTS, *STATE_SLOTS, OUTPUT)
 N_FIXED = len(REGISTERS)
 REG_W, REG_G, REG_LR, REG_T, REG_UPDATE = 0, 1, 2, 3, N_FIXED - 1
@@ -125,6 +135,8 @@ class Encoded:
     ``lr`` and ``t`` are the same for every member, so every member reads member 0's row.
     """
 
+    const_rows: np.ndarray  # [K] flat register rows of the hoisted step constants
+    const_vals: np.ndarray  # [steps, K] their values at each step of the segment
     gather_idx: np.ndarray  # [L, A, P] flat register row of argument j, in sorted order
     lit_mask: np.ndarray  # [L, A, P] the argument is a literal
     lit_val: np.ndarray  # [L, A, P] its value
@@ -139,15 +151,62 @@ def live_length(program: Program) -> int:
     return len(program.live_statements)
 
 
-def n_registers(max_len: int) -> int:
-    return N_FIXED + max_len
+def n_registers(n_fresh: int) -> int:
+    """Registers of a machine whose programs assign at most ``n_fresh`` fresh registers."""
+    return N_FIXED + n_fresh
 
 
-def encode(programs: Sequence[Program], max_len: int, capacity: int | None = None) -> Encoded:
+def hoisted_statements(live: Program) -> frozenset[int]:
+    """Statements of a dead-code-free program that the machine loads instead of running:
+    its step constants (:func:`~pipeline.execute.step_constant_statements`), except those
+    that write a state slot or ``update`` (registers with a meaning beyond the step)."""
+    keep = frozenset((*STATE_SLOTS, OUTPUT))
+    return frozenset(i for i in step_constant_statements(live)
+                     if live.statements[i].target not in keep)
+
+
+def positions_needed(program: Program) -> int:
+    """Positions of the machine ``program`` occupies (its live statements not hoisted)."""
+    live = program.dead_code_eliminated()
+    return len(live) - len(hoisted_statements(live))
+
+
+@functools.lru_cache(maxsize=4096)
+def _constant_table(statements: tuple[Statement, ...], lr: float, t0: int, t1: int
+                    ) -> np.ndarray:
+    """``[t1 - t0, len(statements)]``: the values of a program's step-constant
+    ``statements`` (in order) at steps ``t0 + 1 .. t1``, computed as the NumPy reference
+    computes them (float32 after every op), vectorized over the steps."""
+    f32 = np.float32
+    t = np.arange(t0 + 1, t1 + 1, dtype=f32)
+    env: dict[str, np.ndarray] = {"lr": np.full_like(t, lr), "t": t}
+    columns = []
+    with np.errstate(all="ignore"):
+        for st in statements:
+            op = OPS[st.op]
+            args = [env[a] if isinstance(a, str) else a for a in st.args]
+            if op.axis_arg:  # reduces a scalar: one element per step, not the steps
+                value = [op.np_fn(*(a[k] if isinstance(a, np.ndarray) else a for a in args),
+                                  axis=None) for k in range(len(t))]
+            else:
+                value = op.np_fn(*args)
+            env[st.target] = np.broadcast_to(np.asarray(value, f32), t.shape)
+            columns.append(env[st.target])
+    table = np.stack(columns, axis=1) if columns else np.zeros((len(t), 0), f32)
+    table.setflags(write=False)
+    return table
+
+
+def encode(programs: Sequence[Program], max_len: int, capacity: int | None = None, *,
+           lr: float, steps: tuple[int, int], n_fresh: int | None = None) -> Encoded:
     """Encode the live statements of ``programs`` for a register machine of ``max_len``
-    over a flat register file of ``capacity`` (default: ``len(programs)``) rows per register."""
+    positions over a flat register file of ``capacity`` (default: ``len(programs)``) rows
+    per register and ``n_fresh`` (default: ``max_len``) registers beyond the fixed ones,
+    for the steps ``steps[0] + 1 .. steps[1]`` at learning rate ``lr`` (the values of the
+    hoisted step constants)."""
     n, length = len(programs), max_len
     cap = n if capacity is None else capacity
+    fresh_max = max_len if n_fresh is None else n_fresh
     if cap < n:
         raise ValueError(f"{n} programs do not fit a register file of capacity {cap}")
     codes = np.full((n, length), NOP, np.int32)
@@ -156,17 +215,49 @@ def encode(programs: Sequence[Program], max_len: int, capacity: int | None = Non
     scalar_arg = np.zeros((n, length, MAX_ARITY), bool)
     lit_mask = np.zeros((n, length, MAX_ARITY), bool)
     lit_val = np.zeros((n, length, MAX_ARITY), np.float32)
+    const_rows: list[int] = []
+    const_vals: list[np.ndarray] = []
+    home: dict[bytes, int] = {}  # a hoisted value sequence -> the one row that holds it
     shared = {REG_LR, REG_T}
     for p, program in enumerate(programs):
         live = program.dead_code_eliminated()
-        if len(live) > length:
-            raise ValueError(f"program has {len(live)} live statements; max_len is {length}")
-        reg = {name: r for r, name in enumerate(REGISTERS)}
+        hoisted = hoisted_statements(live)
+        if len(live) - len(hoisted) > length:
+            raise ValueError(f"program needs {len(live) - len(hoisted)} positions; "
+                             f"max_len is {length}")
+        constants = sorted(step_constant_statements(live))
+        table = (_constant_table(tuple(live.statements[k] for k in constants), float(lr),
+                                 *steps) if hoisted else None)
+        # A name is bound to a register of this member's (``reg``) or, after a hoisted
+        # statement, to the flat row holding its values (``row_of``), which members with
+        # the same values share, as all share ``lr`` and ``t``.
+        reg: dict[str, int] = {name: r for r, name in enumerate(REGISTERS)}
+        row_of: dict[str, int] = {}
         # Abstract shapes: registers hold full tensors, but a reduction of values that are
         # scalars in the reference executor must reduce over one element, not a broadcast.
         scalar = {name: name in ("lr", "t") for name in REGISTERS}
         fresh = N_FIXED
-        for i, st in enumerate(live.statements):
+
+        def new_register() -> int:
+            nonlocal fresh
+            if fresh - N_FIXED >= fresh_max:
+                raise ValueError(f"program needs more than {fresh_max} fresh registers")
+            fresh += 1
+            return fresh - 1
+
+        i = 0  # position
+        for k, st in enumerate(live.statements):
+            if k in hoisted:
+                scalar[st.target] = True
+                reg.pop(st.target, None)
+                values = table[:, constants.index(k)]
+                key = values.tobytes()
+                if key not in home:
+                    home[key] = new_register() * cap + p
+                    const_rows.append(home[key])
+                    const_vals.append(values)
+                row_of[st.target] = home[key]
+                continue
             codes[p, i] = OP_CODE[st.op]
             op = OPS[st.op]
             for j, a in enumerate(st.args):
@@ -176,15 +267,21 @@ def encode(programs: Sequence[Program], max_len: int, capacity: int | None = Non
             for j, a in enumerate(st.args):
                 if isinstance(a, float):
                     lit_mask[p, i, j], lit_val[p, i, j] = True, a
+                elif a in row_of:
+                    src[p, i, j] = row_of[a]
                 else:
                     r = reg[a]
                     src[p, i, j] = r * cap + (0 if r in shared else p)
-            if st.target not in reg or reg[st.target] < len(INPUTS):
-                reg[st.target], fresh = fresh, fresh + 1
+            # A name keeps its register, except an input's (refreshed each step) and a
+            # name that was bound to a shared row (other members read that row).
+            row_of.pop(st.target, None)
+            if reg.get(st.target, 0) < len(INPUTS):
+                reg[st.target] = new_register()
             dst[p, i] = reg[st.target] * cap + p
             scalar[st.target] = scalar_out
-    if n_registers(length) * cap >= 2**31:
-        raise ValueError(f"register file of {n_registers(length)} x {cap} rows is too large")
+            i += 1
+    if n_registers(fresh_max) * cap >= 2**31:
+        raise ValueError(f"register file of {n_registers(fresh_max)} x {cap} rows is too large")
     order = np.argsort(codes, axis=0, kind="stable")  # [P, L]: members sorted per position
     counts = np.stack([np.bincount(codes[:, i], minlength=NOP + 1)[:NOP] for i in range(length)])
     arity = np.array([op.arity for op in OP_ORDER])
@@ -194,7 +291,11 @@ def encode(programs: Sequence[Program], max_len: int, capacity: int | None = Non
         a = np.take_along_axis(a, order.reshape(order.shape + (1,) * (a.ndim - 2)), axis=0)
         return np.moveaxis(a, 0, -1)
 
+    n_steps = steps[1] - steps[0]
     return Encoded(
+        const_rows=np.asarray(const_rows, np.int32),
+        const_vals=(np.stack(const_vals, axis=1) if const_vals
+                    else np.zeros((n_steps, 0), np.float32)),
         gather_idx=by_order(src).astype(np.int32),
         lit_mask=by_order(lit_mask),
         lit_val=by_order(lit_val),
@@ -307,6 +408,14 @@ def _position(regs: tf.Variable, pos: dict, sizes: tuple[int, ...]) -> None:
     regs.scatter_update(tf.IndexedSlices(tf.concat(results, axis=0), pos["scatter"]))
 
 
+def load_constants(regs: tf.Variable, rows: tf.Tensor, values: tf.Tensor) -> None:
+    """Write one step's hoisted step constants ``values`` ``[K]`` to their register rows,
+    each broadcast over the parameters (one scatter for the whole population)."""
+    width = regs.shape[1]
+    regs.scatter_update(tf.IndexedSlices(
+        tf.broadcast_to(values[:, None], tf.stack([tf.shape(values)[0], width])), rows))
+
+
 def run_programs(regs: tf.Variable, positions: list[dict], sizes: tuple[int, ...]) -> None:
     """Run every member's program on the flat register file ``regs`` ``[R * capacity, n]``.
 
@@ -328,8 +437,9 @@ class _Trainer:
     a call with fewer members (after hurdles) uses the first rows, without a retrace.
     """
 
-    def __init__(self, task: Task, max_len: int, capacity: int):
+    def __init__(self, task: Task, max_len: int, capacity: int, n_fresh: int):
         self.task, self.max_len, self.capacity = task, max_len, capacity
+        self.n_fresh = n_fresh
         self.shapes = task.param_shapes()
         self.sizes = tuple(int(np.prod(s)) for s in self.shapes)
         self.width = sum(self.sizes)
@@ -338,10 +448,12 @@ class _Trainer:
         self.y_train = tf.constant(d.y_train)
         self.x_val = tf.constant(d.x_val)
         self.y_val = tf.constant(d.y_val)
-        self.regs = tf.Variable(tf.zeros([n_registers(max_len) * capacity, self.width]),
+        self.regs = tf.Variable(tf.zeros([n_registers(n_fresh) * capacity, self.width]),
                                 trainable=False, name="registers")
         L, A, n = max_len, MAX_ARITY, len(OP_ORDER)
         enc_spec = {
+            "const_rows": tf.TensorSpec([None], tf.int32),
+            "const_vals": tf.TensorSpec([None, None], tf.float32),
             "gather_idx": tf.TensorSpec([L, A, None], tf.int32),
             "lit_mask": tf.TensorSpec([L, A, None], tf.bool),
             "lit_val": tf.TensorSpec([L, A, None], tf.float32),
@@ -398,6 +510,7 @@ class _Trainer:
                 total = tf.reduce_sum(loss)
             put(REG_G, tape.gradient(total, theta))
             put_shared(REG_T, tf.cast(start + s + 1, tf.float32))
+            load_constants(regs, enc["const_rows"], enc["const_vals"][s])
             run_programs(regs, positions, self.sizes)
             regs.scatter_sub(tf.IndexedSlices(tf.gather(regs, rows(REG_UPDATE)), rows(REG_W)))
             return s + 1, losses.write(s, loss)
@@ -423,8 +536,8 @@ class _Trainer:
 
 
 @functools.lru_cache(maxsize=8)
-def _trainer(task: Task, max_len: int, capacity: int) -> _Trainer:
-    return _Trainer(task, max_len, capacity)
+def _trainer(task: Task, max_len: int, capacity: int, n_fresh: int) -> _Trainer:
+    return _Trainer(task, max_len, capacity, n_fresh)
 
 
 def _bucket(length: int) -> int:
@@ -480,10 +593,11 @@ def evaluate(
     if not progs:
         return []
     use_baseline = hurdles.baseline_margin is not None and bool(hurdles.points)
-    max_len = _bucket(max(live_length(p) for p in
-                          [*progs, *([hurdles.baseline] if use_baseline else [])]))
-    capacity = population or default_population(task, max_len)
-    trainer = _trainer(dataclasses.replace(task, seed=0), max_len, capacity)
+    everyone = [*progs, *([hurdles.baseline] if use_baseline else [])]
+    max_len = _bucket(max(positions_needed(p) for p in everyone))
+    n_fresh = _bucket(max(live_length(p) for p in everyone))
+    capacity = population or default_population(task, n_fresh)
+    trainer = _trainer(dataclasses.replace(task, seed=0), max_len, capacity, n_fresh)
     size = max(1, capacity - int(use_baseline))
     results: list[EvalResult] = []
     for lo in range(0, len(progs), size):
@@ -508,7 +622,8 @@ def _evaluate_batch(trainer: _Trainer, task: Task, progs: list[Program], hurdles
     final_theta = np.zeros((n, trainer.width), np.float32)
     done = 0
     for point in points:
-        enc = encode([batch[i] for i in alive], trainer.max_len, trainer.capacity)
+        enc = encode([batch[i] for i in alive], trainer.max_len, trainer.capacity,
+                     lr=task.learning_rate, steps=(done, point), n_fresh=trainer.n_fresh)
         th, sl, ls = trainer.train(tf.constant(theta), tf.constant(slots), vars(enc),
                                    tf.constant(done, tf.int32), tf.constant(point - done, tf.int32),
                                    batches)

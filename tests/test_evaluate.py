@@ -19,6 +19,7 @@ from pipeline.evaluate import (
     StopReason,
     encode,
     evaluate,
+    load_constants,
     n_registers,
     run_programs,
     slice_positions,
@@ -127,7 +128,9 @@ def _interpret(programs, w, g, slots, lr, t, sizes):
     for r, value in [(REG_W, w), (REG_G, g), (REG_LR, np.full_like(w, lr)),
                      (REG_T, np.full_like(w, t)), *zip(REG_SLOTS, slots, strict=True)]:
         regs[r * pop : (r + 1) * pop].assign(value)
-    enc = {k: tf.constant(v) for k, v in vars(encode(programs, max_len)).items()}
+    enc = {k: tf.constant(v) for k, v in
+           vars(encode(programs, max_len, lr=lr, steps=(int(t) - 1, int(t)))).items()}
+    load_constants(regs, enc["const_rows"], enc["const_vals"][0])
     run_programs(regs, slice_positions(enc, max_len), sizes)
     block = regs.numpy().reshape(n_registers(max_len), pop, width)
     return block[REG_UPDATE], np.stack([block[r] for r in REG_SLOTS])
@@ -139,6 +142,12 @@ def test_interpreter_matches_numpy_reference_per_member_and_variable():
                 Program.parse("n = norm(g)\nc = clip_by_global_norm(g, 0.5)\n"
                               "d = dot(g, m)\nm = interp(m, g, 0.1)\nu = c / n\n"
                               "update = u + d\nlr = lr * 2.0\nupdate = update * lr"),
+                # Hoisted step constants: a name rewritten after a tensor statement read it;
+                # reductions of scalars; an arity-0 op; a constant written to a slot.
+                Program.parse("a = lr * 2.0\nu = g * a\na = a * 3.0\nupdate = u * a"),
+                Program.parse("n = norm(t)\nc = dot(lr, t)\nx = n * c\ne0 = eps()\n"
+                              "x = x + e0\nupdate = g * x"),
+                Program.parse("m = lr * 0.5\nk = power(0.9, t)\nm = m * k\nupdate = g * m"),
                 *(_random(rng, int(rng.integers(8, 16)), n_slots=4) for _ in range(30)),
                 *(_mutated_seed(rng) for _ in range(30))]
     sizes = (6, 3, 5)
@@ -167,3 +176,24 @@ def test_interpreter_matches_numpy_reference_per_member_and_variable():
                 if s in ref_s:
                     np.testing.assert_allclose(new_slots[k, p, a:b], ref_s[s], rtol=2e-3,
                                                atol=1e-5, equal_nan=True)
+
+
+def test_step_constants_are_hoisted_out_of_the_machine_and_exact_across_segments():
+    adamw = seeds.adamw()
+    # Bias correction (2 power, 2 sub, sqrt, div, mul) and lr * wd: 8 of 17 live statements.
+    enc = encode([adamw], 16, lr=1e-3, steps=(0, 5))
+    assert enc.const_rows.shape == (8,) and enc.const_vals.shape == (5, 8)
+    assert np.count_nonzero(enc.n_rows) == len(adamw.live_statements) - 8
+    b1 = 0.9 ** np.arange(1, 6)  # the first hoisted value: power(0.9, t) at t = 1..5
+    np.testing.assert_allclose(enc.const_vals[:, 0], b1, rtol=1e-6)
+    # Members with the same constants share their rows; other values get rows of their own.
+    other = Program.parse(adamw.to_text().replace("power(0.9, t)", "power(0.8, t)"))
+    shared = encode([adamw, adamw, other], 16, lr=1e-3, steps=(0, 5))
+    assert shared.const_rows.shape == (8 + 4,)  # 0.8 changes b1, c1, alpha, alpha * lr
+    assert sorted(r % 3 for r in shared.const_rows) == [0] * 8 + [2] * 4  # none at member 1
+    # Training in segments (hurdle points) loads each segment's values: same as one segment.
+    segments = Hurdles(points=(0.25, 0.5), loss_cap=float("inf"), baseline_margin=None)
+    whole, = evaluate([adamw], TASK, population=POP, hurdles=NO_HURDLES)
+    parts, = evaluate([adamw], TASK, population=POP, hurdles=segments)
+    assert parts.stop is StopReason.COMPLETED
+    assert parts.val_loss == whole.val_loss
