@@ -14,6 +14,7 @@ the update by a positive constant, which a learning rate ``lr * lr_scale`` undoe
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -307,6 +308,70 @@ def _fold_rewrite(g: Graph, i: int, m: Match) -> Graph:
             return g
 
 
+# Every step count that float32 ``t`` holds exactly, checked in chunks.
+_T_LAST = 2**24
+_T_CHUNK = 2**20
+
+_TExpr = tuple
+"""A value as a function of ``t`` alone: ``("t",)``, ``("lit", c)`` or ``(op, *args)``."""
+
+
+def _t_expression(g: Graph, ref: Ref) -> _TExpr | None:
+    """``ref`` as an expression of literals and ``t``; None if it reads anything else."""
+    if _is_lit(ref):
+        return ("lit", ref)
+    if ref == "t":
+        return ("t",)
+    n = g.node(ref)
+    if n is None or OPS[n.op].axis_arg:  # another input or slot; or a reduction
+        return None
+    args = tuple(_t_expression(g, a) for a in n.args)
+    return None if any(a is None for a in args) else (n.op, *args)
+
+
+def _eval_t(expr: _TExpr, t: np.ndarray) -> np.ndarray:
+    """``expr`` at the steps ``t`` as the NumPy reference computes it (float32 per op)."""
+    if expr[0] == "t":
+        return t
+    if expr[0] == "lit":
+        return np.full_like(t, expr[1])
+    args = [a[1] if a[0] == "lit" else _eval_t(a, t) for a in expr[1:]]
+    with np.errstate(all="ignore"):
+        value = OPS[expr[0]].np_fn(*args)
+    return np.broadcast_to(np.asarray(value, np.float32), t.shape)
+
+
+def _same_bits(x: np.ndarray, value: np.float32) -> bool:
+    return bool(np.all(x.view(np.int32) == np.asarray(value, np.float32).view(np.int32)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _constant_over_steps(expr: _TExpr) -> float | None:
+    """The value of ``expr`` if it is the same float32 at every step ``t = 1 .. 2**24``
+    (checked exhaustively; a cheap sample first), else None."""
+    probe = np.array([1, 2, 3, 10, 1000, 123457, _T_LAST], np.float32)
+    first = _eval_t(expr, probe)[0]
+    if not np.isfinite(first) or not _same_bits(_eval_t(expr, probe), first):
+        return None
+    for lo in range(1, _T_LAST + 1, _T_CHUNK):
+        t = np.arange(lo, min(lo + _T_CHUNK, _T_LAST + 1), dtype=np.float32)
+        if not _same_bits(_eval_t(expr, t), first):
+            return None
+    return float(first)
+
+
+def _step_constant_match(g: Graph, i: int) -> Match | None:
+    """Node ``i`` reads ``t`` (and only literals otherwise) yet has one value at every step."""
+    n = g.node(i)
+    if n is None or all(_is_lit(a) for a in n.args):
+        return None  # fold_constants' case
+    expr = _t_expression(g, i)
+    if expr is None:
+        return None
+    value = _constant_over_steps(expr)
+    return None if value is None else {"value": value}
+
+
 def _mul_zero_match(g: Graph, i: int) -> Match | None:
     n = g.node(i, "mul")
     if n is None:
@@ -488,6 +553,10 @@ _ONE, _ZERO = 1.0, 0.0
 RULES: tuple[Rule, ...] = (
     Rule("fold_constants", "op(literals...) -> its float32 value (and so on downstream)",
          _fold_match, _fold_rewrite),
+    Rule("step_constant",
+         "f(t) with one float32 value at every step t <= 2**24 (sign(t), arctanh(t) clipped, "
+         "min(t, 0.5), ...) -> that value",
+         _step_constant_match, _fold_rewrite),
     Rule("mul_one", "x * 1 -> x", *_identity("mul", _ONE)),
     Rule("add_zero", "x + 0 -> x", *_identity("add", _ZERO)),
     Rule("sub_zero", "x - 0 -> x", *_identity("sub", _ZERO)),

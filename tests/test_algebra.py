@@ -22,6 +22,11 @@ EXAMPLES: dict[str, tuple[st.SearchStrategy, object]] = {
         (f"k = pi()\nk2 = k * {c!r}\nu = g * k2\nupdate = u * lr\n", ()),
         (f"a = interp(state3, v, {c!r})\nupdate = a * lr\n", ("state3", "v")),
     ]),
+    "step_constant": (nonzero, lambda c: [
+        (f"s = sign(t)\nk = s * {c!r}\nu = g * k\nupdate = u * lr\n", ()),
+        (f"a = arctanh(t)\nu = g * a\nu = u * {c!r}\nupdate = u * lr\n", ()),
+        (f"a = min(t, {abs(c) / 10!r})\nb = a + lr\nu = g * b\nupdate = u * lr\n", ()),
+    ]),
     "mul_one": (nonzero, lambda c: [
         (f"a = g * {c!r}\nu = 1.0 * a\nupdate = u * lr\n", ()),
         (f"a = g * {c!r}\nu = a * 1.0\nupdate = u * lr\n", ()),
@@ -141,6 +146,10 @@ def test_rule_rewrite_keeps_behaviour_on_random_inputs(name):
         ("absorb_lr_scale", "a = g * -3.0\nupdate = a * lr\n"),
         ("absorb_lr_scale", "k = g * lr\na = k * 3.0\nupdate = a * lr\n"),
         ("mul_one", "u = g * 2.0\nupdate = u * lr\n"),
+        ("step_constant", "b = power(0.9, t)\nu = g * b\nupdate = u * lr\n"),
+        ("step_constant", "a = arctanh(lr)\nu = g * a\nupdate = u * lr\n"),
+        ("step_constant", "s = sign(w)\nu = g * s\nupdate = u * lr\n"),
+        ("step_constant", "a = min(t, 1000000.0)\nu = g * a\nupdate = u * lr\n"),
         ("idempotent", "s = abs(g)\ns2 = sign(s)\nupdate = s2 * lr\n"),
     ],
 )

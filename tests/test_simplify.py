@@ -200,3 +200,14 @@ def test_same_behaviour_tells_lion_variants_apart():
     assert not same_behaviour(lion, seeds.lion(beta_1=0.8))
     assert not same_behaviour(lion, seeds.lion(weight_decay=0.1))
     assert not same_behaviour(lion, lion, check=BehaviourCheck(), lr_scale=2.0)
+
+
+def test_functions_of_t_that_never_change_become_literals():
+    # A shape the search finds: `lr` overwritten by arctanh(t), which the clip to the domain
+    # makes one value at every step, so the rule ignores the learning rate it is given.
+    text = ("m2 = interp(g, m, 0.9)\ns = sign(m2)\nlr = arctanh(t)\nk = sign(t)\nu = s * k\n"
+            "update = u * lr\nm = interp(g, m, 0.99)\n")
+    result = simplify(Program.parse(text))
+    assert len(result.program) == 4
+    assert not {a for st in result.program.statements for a in st.reads()} & {"t", "lr"}
+    assert same_behaviour(Program.parse(text), result.program)
