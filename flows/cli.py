@@ -170,6 +170,8 @@ def _run(args, config) -> int:
 
 
 def _print_discover(out: dict) -> None:
+    from pipeline.program import Program
+
     ev = out["evolve"]
     print()
     print(f"search: {ev['candidates_evaluated']} candidates, {ev['evaluations']} trained; "
@@ -179,6 +181,9 @@ def _print_discover(out: dict) -> None:
     print(f"\nwinner ({'beat' if out['beat_baseline_in_funnel'] else 'did NOT beat'} AdamW in "
           "the funnel), simplified:")
     print("  " + out["winner"].rstrip().replace("\n", "\n  "))
+    if not Program.parse(out["winner"]).reads_lr:
+        print("  note: this rule never reads lr: its step size is built in, and the learning\n"
+              "  rate given to it (ProgramOptimizer(learning_rate=...)) has no effect")
     print("\ncomparison with AdamW and Lion (best of the learning-rate grid):")
     print(out["benchmark"])
     print(f"\nregistered as {out['registered']} (version {out['model_version']})")

@@ -59,11 +59,13 @@ class Contender:
     name: str
     make: Callable[[float], keras.optimizers.Optimizer] = field(compare=False)
     base_lr: float
+    uses_lr: bool = True  # False: a program that never reads lr (every grid point is the same)
 
 
 def program_contender(name: str, program: Program, base_lr: float) -> Contender:
     """A program, run by ProgramOptimizer, with its grid centred on ``base_lr``."""
-    return Contender(name, lambda lr: ProgramOptimizer(program, learning_rate=lr), base_lr)
+    return Contender(name, lambda lr: ProgramOptimizer(program, learning_rate=lr), base_lr,
+                     uses_lr=program.reads_lr)
 
 
 _KERAS = {
@@ -138,12 +140,13 @@ class BenchmarkRow:
     std: float
     per_seed: tuple[float, ...]
     grid: tuple[tuple[float, float], ...]  # (lr, mean metric over seeds)
+    uses_lr: bool = True  # False: the optimizer never reads its learning rate
 
     @property
     def at_grid_edge(self) -> bool:
         """The best learning rate is the smallest or largest tried: widen the grid to trust it."""
         lrs = [lr for lr, _ in self.grid]
-        return len(lrs) > 1 and self.best_lr in (min(lrs), max(lrs))
+        return self.uses_lr and len(lrs) > 1 and self.best_lr in (min(lrs), max(lrs))
 
     def to_dict(self) -> dict:
         return {
@@ -155,6 +158,7 @@ class BenchmarkRow:
             "std": self.std,
             "per_seed": list(self.per_seed),
             "at_grid_edge": self.at_grid_edge,
+            "uses_lr": self.uses_lr,
         }
 
 
@@ -168,17 +172,20 @@ class BenchmarkResult:
 
     def format(self) -> str:
         """A plain-text table, tasks as blocks, best mean first; '*' marks a best learning
-        rate at the edge of the grid."""
+        rate at the edge of the grid; 'ignored' a program that never reads its learning rate."""
         lines = [f"{'task':<14} {'optimizer':<22} {'metric':<13} {'best lr':>10} "
                  f"{'mean':>10} {'std':>9}"]
         for task in dict.fromkeys(r.task for r in self.rows):
             rows = sorted((r for r in self.rows if r.task == task), key=lambda r: -r.mean)
             for r in rows:
                 edge = "*" if r.at_grid_edge else " "
-                lines.append(f"{r.task:<14} {r.optimizer:<22} {r.metric:<13} {r.best_lr:>9.2e}"
+                lr = f"{r.best_lr:>9.2e}" if r.uses_lr else f"{'ignored':>9}"
+                lines.append(f"{r.task:<14} {r.optimizer:<22} {r.metric:<13} {lr}"
                              f"{edge} {r.mean:>10.4f} {r.std:>9.4f}")
         if any(r.at_grid_edge for r in self.rows):
             lines.append("* best learning rate at the edge of the grid: a wider grid may do better")
+        if not all(r.uses_lr for r in self.rows):
+            lines.append("ignored: the program never reads lr; its step size is built in")
         return "\n".join(lines)
 
 
@@ -189,12 +196,16 @@ def run_benchmark(
     lr_multipliers: Sequence[float] = DEFAULT_MULTIPLIERS,
     seeds: Sequence[int] = (0, 1),
 ) -> BenchmarkResult:
-    """Every contender x task x learning rate x seed; best-of-grid per contender and task."""
+    """Every contender x task x learning rate x seed; best-of-grid per contender and task.
+
+    A program that never reads its learning rate trains the same at every grid point: it
+    runs once, at its base learning rate, and its row says so (``uses_lr=False``).
+    """
     rows, curves = [], {}
     for task in tasks:
         for c in contenders:
             grid, runs = [], {}
-            for mult in lr_multipliers:
+            for mult in lr_multipliers if c.uses_lr else (1.0,):
                 lr = c.base_lr * mult
                 for seed in seeds:
                     runs[lr, seed] = train_with_optimizer(
@@ -214,6 +225,7 @@ def run_benchmark(
                     std=statistics.pstdev(per_seed) if all(map(math.isfinite, per_seed)) else 0.0,
                     per_seed=per_seed,
                     grid=tuple(grid),
+                    uses_lr=c.uses_lr,
                 )
             )
             curves[c.name, task.name] = np.mean([runs[best_lr, s][0] for s in seeds], axis=0)

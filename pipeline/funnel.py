@@ -76,7 +76,9 @@ class FunnelResult:
         lines = [f"{'stage':<6} {'program':<10} {'lr x':>6} {'mean':>10} {'std':>9} {'beats':>6}"]
         for r in self.rows:
             name = "baseline" if r.is_baseline else r.structural_hash[:8]
-            lines.append(f"{r.stage:<6} {name:<10} {r.lr_multiplier:>6.3g} {r.mean:>10.4f} "
+            mult = (f"{r.lr_multiplier:>6.3g}" if Program.parse(r.program).reads_lr
+                    else f"{'-':>6}")  # never reads lr: every multiplier trains the same
+            lines.append(f"{r.stage:<6} {name:<10} {mult} {r.mean:>10.4f} "
                          f"{r.std:>9.4f} {('yes' if r.beat_baseline else 'no'):>6}")
         return "\n".join(lines)
 

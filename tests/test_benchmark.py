@@ -24,7 +24,7 @@ def result():
         program_contender("adamw_program", seeds.adamw(), 1e-2),
         keras_contender("adamw", 1e-2),
         keras_contender("lion", 1e-3),
-        program_contender("diverges", Program.parse("update = g * 1000000.0"), 1.0),
+        program_contender("diverges", Program.parse("u = g * 1000000.0\nupdate = u * lr"), 1.0),
     ]
     tasks = [make_task("teacher", base_steps=40)]
     return run_benchmark(contenders, tasks, lr_multipliers=(0.5, 2.0), seeds=(0, 1))
@@ -88,3 +88,21 @@ def test_seed_changes_initialization_and_data_order_but_is_reproducible():
     np.testing.assert_array_equal(a[0], b[0])
     assert a[1] == b[1]
     assert not np.allclose(a[0], c[0])
+
+
+def test_a_program_that_never_reads_lr_runs_once_and_says_so():
+    fixed = program_contender("fixed", Program.parse("update = g * 0.01"), 1e-2)
+    rewritten = program_contender(  # lr overwritten by a function of t: ignored too
+        "rewritten", Program.parse("lr = arctanh(t)\nu = g * lr\nupdate = u * 0.001"), 1e-2)
+    adamw = program_contender("adamw_program", seeds.adamw(), 1e-2)
+    out = run_benchmark([fixed, rewritten, adamw], [make_task("teacher", base_steps=10)],
+                        lr_multipliers=(0.5, 2.0), seeds=(0,))
+    by_name = {r.optimizer: r for r in out.rows}
+    for name in ("fixed", "rewritten"):
+        row = by_name[name]
+        assert not row.uses_lr and not row.at_grid_edge
+        assert row.grid == ((1e-2, row.mean),) and row.best_lr == 1e-2
+    assert by_name["adamw_program"].uses_lr and len(by_name["adamw_program"].grid) == 2
+    text = out.format()
+    assert sum("ignored" in line.split() for line in text.splitlines()) == 2
+    assert text.splitlines()[-1].startswith("ignored: the program never reads lr")

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from pipeline import Program, seeds
-from pipeline.funnel import Stage, run_funnel, top_k_distinct
+from pipeline.funnel import FunnelResult, FunnelRow, Stage, run_funnel, top_k_distinct
 from pipeline.numpy_tasks import Quadratic
 
 STAGES = (Stage("B", "quadratic", 8), Stage("C", "quadratic", 32))
@@ -111,3 +111,14 @@ def test_lr_scale_is_a_program_transform():
     p = seeds.lion().with_lr_scale(0.5)
     assert p.statements[0].to_text() == "lr = lr * 0.5"
     assert seeds.lion().with_lr_scale(1.0) == seeds.lion()
+
+
+def test_table_shows_no_multiplier_for_a_program_that_never_reads_lr():
+    def row(text: str, mult: float) -> FunnelRow:
+        p = Program.parse(text)
+        return FunnelRow(p.to_text(), p.structural_hash(), "B", False, mult, (0.5,), 0.5, 0.0,
+                         True)
+
+    table = FunnelResult((row("update = g * lr", 3.0), row("update = g * 0.01", 3.0)),
+                         None, 1.0, None).format().splitlines()
+    assert table[1].split()[2] == "3" and table[2].split()[2] == "-"

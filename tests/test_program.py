@@ -197,3 +197,16 @@ def test_state_that_feeds_live_state_is_live():
     )
     assert p.dead_code_eliminated() == p
     assert p.live_slots == ("m", "v")
+
+
+@pytest.mark.parametrize("text, reads", [
+    ("update = g * lr", True),
+    ("update = g * 0.01", False),
+    ("lr = arctanh(t)\nupdate = g * lr", False),  # reads its own value, not the input
+    ("a = lr * 2.0\nlr = a * 3.0\nupdate = g * lr", True),  # the input, through a
+    ("d = lr * 2.0\nupdate = g * 0.1", False),  # dead code reads it
+    ("u = g * 0.1\nupdate = u * 2.0\nm = m * lr", False),  # a slot nothing reads
+    ("update = g * m\nm = interp(g, lr, 0.1)", True),  # reaches update at the next step
+])
+def test_reads_lr_is_whether_the_given_learning_rate_can_change_the_update(text, reads):
+    assert Program.parse(text).reads_lr is reads
