@@ -171,7 +171,9 @@ def positions_needed(program: Program) -> int:
     return len(live) - len(hoisted_statements(live))
 
 
-@functools.lru_cache(maxsize=4096)
+# Bounded small: a table is ``steps x columns`` floats (20k steps x 8 = 640 KB on a 100x
+# task), and recomputing one costs tens of microseconds.
+@functools.lru_cache(maxsize=256)
 def _constant_table(statements: tuple[Statement, ...], lr: float, t0: int, t1: int
                     ) -> np.ndarray:
     """``[t1 - t0, len(statements)]``: the values of a program's step-constant
