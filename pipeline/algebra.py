@@ -310,35 +310,54 @@ def _fold_rewrite(g: Graph, i: int, m: Match) -> Graph:
 
 # Every step count that float32 ``t`` holds exactly, checked in chunks.
 _T_LAST = 2**24
-_T_CHUNK = 2**20
+_T_CHUNK = 2**18
+_T_MAX_NODES = 8  # bounds the check; a larger one folds once its first constant part has
 
 _TExpr = tuple
-"""A value as a function of ``t`` alone: ``("t",)``, ``("lit", c)`` or ``(op, *args)``."""
+"""A function of ``t`` alone as a DAG in evaluation order: entry ``k`` is ``(op, *args)``, an
+argument is ``("t",)``, ``("lit", c)`` or ``("node", j)`` for an earlier entry ``j``."""
 
 
 def _t_expression(g: Graph, ref: Ref) -> _TExpr | None:
-    """``ref`` as an expression of literals and ``t``; None if it reads anything else."""
-    if _is_lit(ref):
-        return ("lit", ref)
-    if ref == "t":
-        return ("t",)
-    n = g.node(ref)
-    if n is None or OPS[n.op].axis_arg:  # another input or slot; or a reduction
-        return None
-    args = tuple(_t_expression(g, a) for a in n.args)
-    return None if any(a is None for a in args) else (n.op, *args)
+    """``ref`` as a function of literals and ``t``; None if it reads anything else (or is
+    larger than ``_T_MAX_NODES``). Shared subexpressions appear once."""
+    entries: list[tuple] = []
+    index: dict[int, int] = {}
+
+    def visit(r: Ref, depth: int):
+        if _is_lit(r):
+            return ("lit", r)
+        if r == "t":
+            return ("t",)
+        if r in index:
+            return ("node", index[r])
+        n = g.node(r)
+        if n is None or OPS[n.op].axis_arg or depth == _T_MAX_NODES:
+            return None  # another input or slot; a reduction; too large (a path is no
+        args = []        # longer than the nodes it passes, so the recursion stays shallow)
+        for a in n.args:
+            arg = visit(a, depth + 1)
+            if arg is None:
+                return None
+            args.append(arg)
+        if len(entries) == _T_MAX_NODES:
+            return None  # too large
+        entries.append((n.op, *args))
+        index[r] = len(entries) - 1
+        return ("node", index[r])
+
+    return None if visit(ref, 0) is None else tuple(entries)
 
 
 def _eval_t(expr: _TExpr, t: np.ndarray) -> np.ndarray:
-    """``expr`` at the steps ``t`` as the NumPy reference computes it (float32 per op)."""
-    if expr[0] == "t":
-        return t
-    if expr[0] == "lit":
-        return np.full_like(t, expr[1])
-    args = [a[1] if a[0] == "lit" else _eval_t(a, t) for a in expr[1:]]
+    """The last entry of ``expr`` at the steps ``t``, as the NumPy reference computes it
+    (float32 after every op)."""
+    values: list[np.ndarray] = []
     with np.errstate(all="ignore"):
-        value = OPS[expr[0]].np_fn(*args)
-    return np.broadcast_to(np.asarray(value, np.float32), t.shape)
+        for op, *args in expr:
+            xs = [t if a[0] == "t" else a[1] if a[0] == "lit" else values[a[1]] for a in args]
+            values.append(np.broadcast_to(np.asarray(OPS[op].np_fn(*xs), np.float32), t.shape))
+    return values[-1]
 
 
 def _same_bits(x: np.ndarray, value: np.float32) -> bool:
@@ -360,15 +379,23 @@ def _constant_over_steps(expr: _TExpr) -> float | None:
     return float(first)
 
 
+def _t_constant(g: Graph, ref: Ref) -> float | None:
+    expr = _t_expression(g, ref)
+    return None if expr is None else _constant_over_steps(expr)
+
+
 def _step_constant_match(g: Graph, i: int) -> Match | None:
-    """Node ``i`` reads ``t`` (and only literals otherwise) yet has one value at every step."""
+    """Node ``i`` reads ``t`` (and only literals otherwise) yet has one value at every step.
+
+    Only the first such node on a path matches: one whose argument is such a node becomes a
+    literal function of literals once that one is folded (the fold cascades downstream).
+    """
     n = g.node(i)
     if n is None or all(_is_lit(a) for a in n.args):
         return None  # fold_constants' case
-    expr = _t_expression(g, i)
-    if expr is None:
+    if any(_is_node(a) and _t_constant(g, a) is not None for a in n.args):
         return None
-    value = _constant_over_steps(expr)
+    value = _t_constant(g, i)
     return None if value is None else {"value": value}
 
 

@@ -191,3 +191,12 @@ def test_rewrites_lists_every_applicable_rule_in_statement_order():
     found = [(rw.rule.name, rw.index) for rw in rewrites(program)]
     assert found == [("mul_one", 0), ("double_negation", 2)]
     assert all(rw.lr_scale == 1.0 for rw in rewrites(program))
+
+
+def test_step_constant_check_stays_small_on_deep_shared_subexpressions():
+    # x1 = x0 * x0, x2 = x1 * x1, ...: as a tree 2**1200 leaves, 1200 deep (past Python's
+    # recursion limit).
+    text = "x0 = sign(t)\n" + "".join(f"x{k} = x{k - 1} * x{k - 1}\n" for k in range(1, 1201))
+    program = Program.parse(text + "u = g * x1200\nupdate = u * lr\n")
+    (new, _), = _apply(RULES_BY_NAME["step_constant"], program, ())  # at x0 only
+    assert new.to_text() == "u = g * 1.0\nupdate = u * lr\n"
