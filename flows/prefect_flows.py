@@ -193,7 +193,9 @@ def discover_flow(
             bench = stages.benchmark_stage(
                 simple.program, funnel.winner_lr_multiplier if beat else 1.0, bench_cfg, tracker
             )
-        tracker.set_tags({"beat_baseline": str(beat)})
+        # A winner that never reads lr ignores the learning rate (and schedules) it is given.
+        tracker.set_tags({"beat_baseline": str(beat),
+                          "winner_reads_lr": str(simple.program.reads_lr)})
         version = stages.register_stage(simple.program, register_cfg, tracker)
     summary = {
         "run_id": run_id,

@@ -11,7 +11,7 @@ import pytest
 from mlflow import MlflowClient
 
 from flows.prefect_flows import discover_flow
-from pipeline import ProgramOptimizer
+from pipeline import Program, ProgramOptimizer
 from pipeline.registry import load_optimizer, load_program
 
 SMOKE = str(Path(__file__).resolve().parent.parent / "gin" / "smoke.gin")
@@ -51,6 +51,8 @@ def test_discover_logs_a_parent_run_with_a_child_per_stage(discovered):
     assert parent.info.run_id == out["run_id"]
     assert {"evolve", "funnel", "simplify", "benchmark"} <= set(children)
     assert parent.data.tags["seed"] == "0"
+    reads_lr = Program.parse(out["winner"]).reads_lr
+    assert parent.data.tags["winner_reads_lr"] == str(reads_lr)
     arts = [a.path for a in client.list_artifacts(parent.info.run_id, "config")]
     assert any(p.endswith(".gin") for p in arts)
 
