@@ -8,7 +8,7 @@ Design (see ``evaluate``):
   and the data order.
 * Programs are data, not code: dead code is dropped, each live statement ``i`` writes its own
   register ``8 + i`` (registers 0-7 hold ``w g lr t m v state2 state3``), and the batch is
-  encoded as integer/float arrays (op codes, argument registers, literals). A register
+  encoded as integer/float arrays (op codes, argument registers). A register
   machine of fixed maximum length interprets them in-graph over a register file
   ``[8 + L, P, n_params]``. At each position the members are sorted by op (host side, once
   per batch), so each op runs once on just the rows that use it: one gather per argument
@@ -23,6 +23,11 @@ Design (see ``evaluate``):
   one scatter loads the distinct rows. AdamW's bias correction and ``lr * wd`` are 8 of its
   17 statements (two of them ``power``): hoisting them trains a batch of AdamW mutants
   1.5x faster (measured side by side, 1024 members, smoke proxy).
+* Literals are rows too: each distinct literal value of a batch (and each hoisted value
+  that is the same at every step, ``lr * wd``) gets one row, loaded once per segment, and
+  a statement reads it like any register. No per-op select between a register and a
+  literal runs in the step loop; that select cost a fifth of the step time of a mixed
+  batch (measured by removing it, 1024 members, smoke proxy).
 * Reductions act per member *and per variable* (as ``ProgramOptimizer`` applies a program
   to each variable): ops with ``axis_arg`` run on each variable's columns with ``axis=(1,)``.
 * Hurdles: training runs in segments; at each hurdle point members whose loss is NaN/inf,
@@ -133,27 +138,45 @@ class Encoded:
 
     Register ``r`` of member ``p`` is row ``r * capacity + p`` of the flat register file;
     ``lr`` and ``t`` are the same for every member, so every member reads member 0's row.
+    The file has ``register_rows`` rows (``n_fresh`` registers beyond the fixed ones).
     """
 
+    capacity: int  # rows per register (the stride)
+    n_fresh: int  # registers beyond the fixed ones
     const_rows: np.ndarray  # [K] flat register rows of the hoisted step constants
     const_vals: np.ndarray  # [steps, K] their values at each step of the segment
+    lit_rows: np.ndarray  # [J] flat register rows of values fixed over the segment
+    lit_vals: np.ndarray  # [J] their values (literals, hoisted values the same every step)
     gather_idx: np.ndarray  # [L, A, P] flat register row of argument j, in sorted order
-    lit_mask: np.ndarray  # [L, A, P] the argument is a literal
-    lit_val: np.ndarray  # [L, A, P] its value
     counts: np.ndarray  # [L, n_ops] members running each op
     n_args: np.ndarray  # [L, A] members whose op takes argument j
     n_rows: np.ndarray  # [L] members running some op at this position
     scatter_idx: np.ndarray  # [L, P] flat register row of the target, in sorted order
     scalar_arg: np.ndarray  # [L, A, P] argument j is a scalar (for reductions)
 
+    @property
+    def register_rows(self) -> int:
+        return n_registers(self.n_fresh) * self.capacity
 
-def live_length(program: Program) -> int:
-    return len(program.live_statements)
+    def tensors(self) -> dict[str, np.ndarray]:
+        """What the compiled step loop reads (see ``_Trainer``'s input signature)."""
+        out = {k: v for k, v in vars(self).items() if k != "n_fresh"}
+        out["capacity"] = np.int32(self.capacity)
+        return out
 
 
 def n_registers(n_fresh: int) -> int:
     """Registers of a machine whose programs assign at most ``n_fresh`` fresh registers."""
     return N_FIXED + n_fresh
+
+
+def registers_needed(program: Program) -> int:
+    """Fresh registers ``program`` may take in :func:`encode`: one per live statement (its
+    target, or the row of its hoisted values) and one per distinct literal value."""
+    live = program.dead_code_eliminated()
+    literals = {np.float32(a).tobytes() for st in live.statements for a in st.args
+                if isinstance(a, float)}
+    return len(live) + len(literals)
 
 
 def hoisted_statements(live: Program) -> frozenset[int]:
@@ -203,23 +226,25 @@ def encode(programs: Sequence[Program], max_len: int, capacity: int | None = Non
            lr: float, steps: tuple[int, int], n_fresh: int | None = None) -> Encoded:
     """Encode the live statements of ``programs`` for a register machine of ``max_len``
     positions over a flat register file of ``capacity`` (default: ``len(programs)``) rows
-    per register and ``n_fresh`` (default: ``max_len``) registers beyond the fixed ones,
-    for the steps ``steps[0] + 1 .. steps[1]`` at learning rate ``lr`` (the values of the
-    hoisted step constants)."""
+    per register and ``n_fresh`` (default: the most :func:`registers_needed`) registers
+    beyond the fixed ones, for the steps ``steps[0] + 1 .. steps[1]`` at learning rate
+    ``lr`` (the values of the hoisted step constants)."""
     n, length = len(programs), max_len
     cap = n if capacity is None else capacity
-    fresh_max = max_len if n_fresh is None else n_fresh
+    fresh_max = (max(map(registers_needed, programs), default=0) if n_fresh is None
+                 else n_fresh)
     if cap < n:
         raise ValueError(f"{n} programs do not fit a register file of capacity {cap}")
     codes = np.full((n, length), NOP, np.int32)
     src = np.zeros((n, length, MAX_ARITY), np.int64)
     dst = np.zeros((n, length), np.int64)
     scalar_arg = np.zeros((n, length, MAX_ARITY), bool)
-    lit_mask = np.zeros((n, length, MAX_ARITY), bool)
-    lit_val = np.zeros((n, length, MAX_ARITY), np.float32)
     const_rows: list[int] = []
     const_vals: list[np.ndarray] = []
+    lit_rows: list[int] = []
+    lit_vals: list[np.float32] = []
     home: dict[bytes, int] = {}  # a hoisted value sequence -> the one row that holds it
+    lit_home: dict[bytes, int] = {}  # a float32 value, fixed over the segment -> its row
     shared = {REG_LR, REG_T}
     for p, program in enumerate(programs):
         live = program.dead_code_eliminated()
@@ -247,13 +272,25 @@ def encode(programs: Sequence[Program], max_len: int, capacity: int | None = Non
             fresh += 1
             return fresh - 1
 
+        def literal_row(value: np.float32, member: int = p) -> int:  # the one row of value
+            key = value.tobytes()
+            if key not in lit_home:
+                lit_home[key] = new_register() * cap + member
+                lit_rows.append(lit_home[key])
+                lit_vals.append(value)
+            return lit_home[key]
+
         i = 0  # position
         for k, st in enumerate(live.statements):
             if k in hoisted:
                 scalar[st.target] = True
                 reg.pop(st.target, None)
                 values = table[:, constants.index(k)]
+                bits = values.view(np.uint32)
                 key = values.tobytes()
+                if bits.size and (bits == bits[0]).all():  # one value: loaded once
+                    row_of[st.target] = literal_row(values[0])
+                    continue
                 if key not in home:
                     home[key] = new_register() * cap + p
                     const_rows.append(home[key])
@@ -268,7 +305,7 @@ def encode(programs: Sequence[Program], max_len: int, capacity: int | None = Non
             scalar_out = op.arity == 0 or op.shape is Shape.REDUCE or all_scalar
             for j, a in enumerate(st.args):
                 if isinstance(a, float):
-                    lit_mask[p, i, j], lit_val[p, i, j] = True, a
+                    src[p, i, j] = literal_row(np.float32(a))
                 elif a in row_of:
                     src[p, i, j] = row_of[a]
                 else:
@@ -295,12 +332,14 @@ def encode(programs: Sequence[Program], max_len: int, capacity: int | None = Non
 
     n_steps = steps[1] - steps[0]
     return Encoded(
+        capacity=cap,
+        n_fresh=fresh_max,
         const_rows=np.asarray(const_rows, np.int32),
         const_vals=(np.stack(const_vals, axis=1) if const_vals
                     else np.zeros((n_steps, 0), np.float32)),
+        lit_rows=np.asarray(lit_rows, np.int32),
+        lit_vals=np.asarray(lit_vals, np.float32),
         gather_idx=by_order(src).astype(np.int32),
-        lit_mask=by_order(lit_mask),
-        lit_val=by_order(lit_val),
         counts=counts.astype(np.int32),
         n_args=n_args.astype(np.int32),
         n_rows=counts.sum(1).astype(np.int32),
@@ -380,8 +419,7 @@ def slice_positions(enc: dict, max_len: int) -> list[dict]:
                "scatter": enc["scatter_idx"][i, : enc["n_rows"][i]], "args": []}
         for j in range(MAX_ARITY):
             n = enc["n_args"][i, j]
-            pos["args"].append((enc["gather_idx"][i, j, :n], enc["lit_mask"][i, j, :n, None],
-                                enc["lit_val"][i, j, :n, None], enc["scalar_arg"][i, j, :n]))
+            pos["args"].append((enc["gather_idx"][i, j, :n], enc["scalar_arg"][i, j, :n]))
         out.append(pos)
     return out
 
@@ -390,29 +428,25 @@ def _position(regs: tf.Variable, pos: dict, sizes: tuple[int, ...]) -> None:
     """One position: each op gathers just its own rows of each argument (no split of the
     data, only of the small index vectors), runs, and one scatter writes every result."""
     width = sum(sizes)
-    groups: list[tuple] = []  # per argument j: per op, (rows, literal mask, value, scalar)
+    groups: list[tuple] = []  # per argument j: per op, (rows, scalar)
     for j, arg in enumerate(pos["args"]):
         ops_j = [op for op in OP_ORDER if op.arity > j]
         counts = pos["counts"][: len(ops_j)]
-        need = (True, any(op.const_ok[j] for op in ops_j), any(op.const_ok[j] for op in ops_j),
-                any(op.axis_arg for op in ops_j))
+        need = (True, any(op.axis_arg for op in ops_j))
         groups.append(tuple(tf.split(x, counts, num=len(ops_j)) if use else None
                             for x, use in zip(arg, need, strict=True)))
     results = []
     for k, op in enumerate(OP_ORDER):
-        xs = []
-        for j in range(op.arity):
-            idx, mask, val, _ = groups[j]
-            a = tf.gather(regs, idx[k])
-            xs.append(tf.where(mask[k], val[k], a) if op.const_ok[j] else a)
-        flags = [groups[j][3][k] for j in range(op.arity)] if op.axis_arg else []
+        xs = [tf.gather(regs, groups[j][0][k]) for j in range(op.arity)]
+        flags = [groups[j][1][k] for j in range(op.arity)] if op.axis_arg else []
         results.append(_apply_op(op, xs, sizes, pos["counts"][k], width, flags))
     regs.scatter_update(tf.IndexedSlices(tf.concat(results, axis=0), pos["scatter"]))
 
 
 def load_constants(regs: tf.Variable, rows: tf.Tensor, values: tf.Tensor) -> None:
-    """Write one step's hoisted step constants ``values`` ``[K]`` to their register rows,
-    each broadcast over the parameters (one scatter for the whole population)."""
+    """Write ``values`` ``[K]`` (one step's hoisted step constants, or a segment's literal
+    rows) to their register rows, each broadcast over the parameters (one scatter for the
+    whole population)."""
     width = regs.shape[1]
     regs.scatter_update(tf.IndexedSlices(
         tf.broadcast_to(values[:, None], tf.stack([tf.shape(values)[0], width])), rows))
@@ -430,18 +464,19 @@ def run_programs(regs: tf.Variable, positions: list[dict], sizes: tuple[int, ...
 
 
 class _Trainer:
-    """The compiled training segment and validation pass for one (task, max length, capacity).
+    """The compiled training segment and validation pass for one (task, max length).
 
     The task's ``seed`` (initialization, data order) is not baked in: the initial parameters
     and the batch indices are inputs, so tasks differing only in seed share one trace.
 
-    ``capacity`` is the most members a call may train (the register file's second axis);
-    a call with fewer members (after hurdles) uses the first rows, without a retrace.
+    The register file is a variable of dynamic length: the number of members, the stride
+    (``Encoded.capacity``) and the registers a batch's programs take are inputs, not part of
+    the trace, so no batch retraces. :meth:`reserve` grows the file when a batch needs more
+    rows; it never shrinks, so a search's batches reuse one buffer.
     """
 
-    def __init__(self, task: Task, max_len: int, capacity: int, n_fresh: int):
-        self.task, self.max_len, self.capacity = task, max_len, capacity
-        self.n_fresh = n_fresh
+    def __init__(self, task: Task, max_len: int):
+        self.task, self.max_len = task, max_len
         self.shapes = task.param_shapes()
         self.sizes = tuple(int(np.prod(s)) for s in self.shapes)
         self.width = sum(self.sizes)
@@ -450,15 +485,17 @@ class _Trainer:
         self.y_train = tf.constant(d.y_train)
         self.x_val = tf.constant(d.x_val)
         self.y_val = tf.constant(d.y_val)
-        self.regs = tf.Variable(tf.zeros([n_registers(n_fresh) * capacity, self.width]),
+        self.regs = tf.Variable(tf.zeros([0, self.width]), shape=tf.TensorShape([None, self.width]),
                                 trainable=False, name="registers")
+        self.rows = 0
         L, A, n = max_len, MAX_ARITY, len(OP_ORDER)
         enc_spec = {
+            "capacity": tf.TensorSpec([], tf.int32),
             "const_rows": tf.TensorSpec([None], tf.int32),
             "const_vals": tf.TensorSpec([None, None], tf.float32),
+            "lit_rows": tf.TensorSpec([None], tf.int32),
+            "lit_vals": tf.TensorSpec([None], tf.float32),
             "gather_idx": tf.TensorSpec([L, A, None], tf.int32),
-            "lit_mask": tf.TensorSpec([L, A, None], tf.bool),
-            "lit_val": tf.TensorSpec([L, A, None], tf.float32),
             "counts": tf.TensorSpec([L, n], tf.int32),
             "n_args": tf.TensorSpec([L, A], tf.int32),
             "n_rows": tf.TensorSpec([L], tf.int32),
@@ -476,6 +513,12 @@ class _Trainer:
         self.validate = tf.function(self._validate, autograph=False, input_signature=[
             tf.TensorSpec([None, self.width], tf.float32)])
 
+    def reserve(self, rows: int) -> None:
+        """Make the register file at least ``rows`` rows long."""
+        if rows > self.rows:
+            self.regs.assign(tf.zeros([rows, self.width]))
+            self.rows = rows
+
     def params(self, theta: tf.Tensor) -> list[tf.Tensor]:
         pieces = tf.split(theta, self.sizes, axis=1)
         return [tf.reshape(p, [-1, *s]) for p, s in zip(pieces, self.shapes, strict=True)]
@@ -483,7 +526,7 @@ class _Trainer:
     def _train(self, theta, slots, enc, start, n_steps, batches):
         """``n_steps`` steps from step ``start``: (theta, slots, losses ``[n_steps, P]``)."""
         task, regs = self.task, self.regs
-        pop, cap = tf.shape(theta)[0], self.capacity
+        pop, cap = tf.shape(theta)[0], enc["capacity"]
         members = tf.range(pop)
 
         def rows(r: int) -> tf.Tensor:  # flat rows of register r, members 0..P-1
@@ -493,12 +536,14 @@ class _Trainer:
             regs.scatter_update(tf.IndexedSlices(value, rows(r)))
 
         def put_shared(r: int, value: tf.Tensor) -> None:  # lr, t: one row, read by all
-            regs.scatter_update(tf.IndexedSlices(tf.fill([1, self.width], value), [r * cap]))
+            regs.scatter_update(tf.IndexedSlices(tf.fill([1, self.width], value),
+                                                 tf.reshape(r * cap, [1])))
 
         put(REG_W, theta)
         put_shared(REG_LR, tf.constant(task.learning_rate, tf.float32))
         for k, r in enumerate(REG_SLOTS):
             put(r, slots[k])
+        load_constants(regs, enc["lit_rows"], enc["lit_vals"])  # nothing writes these rows
         losses = tf.TensorArray(tf.float32, size=n_steps)
         positions = slice_positions(enc, self.max_len)
 
@@ -538,8 +583,8 @@ class _Trainer:
 
 
 @functools.lru_cache(maxsize=8)
-def _trainer(task: Task, max_len: int, capacity: int, n_fresh: int) -> _Trainer:
-    return _Trainer(task, max_len, capacity, n_fresh)
+def _trainer(task: Task, max_len: int) -> _Trainer:
+    return _Trainer(task, max_len)
 
 
 def _bucket(length: int) -> int:
@@ -597,10 +642,10 @@ def evaluate(
     use_baseline = hurdles.baseline_margin is not None and bool(hurdles.points)
     everyone = [*progs, *([hurdles.baseline] if use_baseline else [])]
     max_len = _bucket(max(positions_needed(p) for p in everyone))
-    n_fresh = _bucket(max(live_length(p) for p in everyone))
-    capacity = population or default_population(task, n_fresh)
-    trainer = _trainer(dataclasses.replace(task, seed=0), max_len, capacity, n_fresh)
-    size = max(1, capacity - int(use_baseline))
+    if population is None:
+        population = default_population(task, _bucket(max(map(registers_needed, everyone))))
+    trainer = _trainer(dataclasses.replace(task, seed=0), max_len)
+    size = max(1, population - int(use_baseline))
     results: list[EvalResult] = []
     for lo in range(0, len(progs), size):
         results += _evaluate_batch(trainer, task, progs[lo : lo + size], hurdles,
@@ -624,9 +669,10 @@ def _evaluate_batch(trainer: _Trainer, task: Task, progs: list[Program], hurdles
     final_theta = np.zeros((n, trainer.width), np.float32)
     done = 0
     for point in points:
-        enc = encode([batch[i] for i in alive], trainer.max_len, trainer.capacity,
-                     lr=task.learning_rate, steps=(done, point), n_fresh=trainer.n_fresh)
-        th, sl, ls = trainer.train(tf.constant(theta), tf.constant(slots), vars(enc),
+        enc = encode([batch[i] for i in alive], trainer.max_len, lr=task.learning_rate,
+                     steps=(done, point))
+        trainer.reserve(enc.register_rows)
+        th, sl, ls = trainer.train(tf.constant(theta), tf.constant(slots), enc.tensors(),
                                    tf.constant(done, tf.int32), tf.constant(point - done, tf.int32),
                                    batches)
         theta, slots = th.numpy(), sl.numpy()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -17,10 +19,13 @@ from pipeline.evaluate import (
     REG_W,
     Hurdles,
     StopReason,
+    _trainer,
     encode,
     evaluate,
     load_constants,
     n_registers,
+    positions_needed,
+    registers_needed,
     run_programs,
     slice_positions,
 )
@@ -65,8 +70,13 @@ def _keras_val_loss(program: Program, task: TeacherRegression) -> float:
     return float(tf.reduce_mean(tf.square(model(d.x_val) - d.y_val)))
 
 
-@pytest.mark.parametrize("program", [seeds.adamw(), seeds.lion(weight_decay=0.01)],
-                         ids=["adamw", "lion"])
+# More distinct literals than statements: the register file must hold a row for each.
+LITERALS = Program.parse("m = interp(m, g, 0.1)\na = m * 1.5\nb = a + 0.001\nc = b * 0.75\n"
+                         "d = c - 0.0005\nupdate = d * lr")
+
+
+@pytest.mark.parametrize("program", [seeds.adamw(), seeds.lion(weight_decay=0.01), LITERALS],
+                         ids=["adamw", "lion", "literals"])
 def test_single_program_matches_keras_program_optimizer(program):
     [res] = evaluate([program], TASK, hurdles=NO_HURDLES, population=POP)
     expected = _keras_val_loss(program, TASK)
@@ -87,6 +97,24 @@ def test_fitness_does_not_depend_on_batch_mates():
         assert b.fitness == pytest.approx(a.fitness, rel=1e-5)
         assert (a.stop, a.steps) == (b.stop, b.steps)
         np.testing.assert_allclose(a.loss_curve, b.loss_curve, rtol=1e-5)
+
+
+def test_batches_of_any_size_and_register_need_share_one_trace():
+    task = TeacherRegression(base_steps=12, seed=3)  # a trainer of its own
+    small = [seeds.sgd_momentum()]
+    big = [*small, LITERALS, *(_mutated_seed(np.random.default_rng(k)) for k in range(5))]
+    assert max(map(positions_needed, big)) <= 8  # one machine length: one trainer
+    assert max(map(registers_needed, big)) > registers_needed(small[0])
+    first, = evaluate(small, task, hurdles=NO_HURDLES)
+    trainer = _trainer(dataclasses.replace(task, seed=0), 8)
+    rows = trainer.rows
+    assert rows > 0 and trainer.train.experimental_get_tracing_count() == 1
+    again = evaluate(big, task, hurdles=NO_HURDLES)
+    assert trainer.rows > rows  # grown for more members and registers, not retraced
+    assert trainer.train.experimental_get_tracing_count() == 1
+    evaluate(small, task, hurdles=NO_HURDLES)  # fewer rows again: the file is reused
+    assert trainer.train.experimental_get_tracing_count() == 1
+    assert again[0].fitness == first.fitness
 
 
 def test_same_seed_same_results_other_seed_differs():
@@ -124,15 +152,18 @@ def _interpret(programs, w, g, slots, lr, t, sizes):
     """One step of the register machine, eagerly: (update, new slots) per member."""
     max_len = 24
     pop, width = w.shape
-    regs = tf.Variable(tf.zeros([n_registers(max_len) * pop, width]))  # register r: block r
+    encoded = encode(programs, max_len, lr=lr, steps=(int(t) - 1, int(t)))
+    n_fresh = encoded.n_fresh
+    assert encoded.capacity == pop and n_fresh == max(map(registers_needed, programs))
+    regs = tf.Variable(tf.zeros([encoded.register_rows, width]))  # register r: block r
     for r, value in [(REG_W, w), (REG_G, g), (REG_LR, np.full_like(w, lr)),
                      (REG_T, np.full_like(w, t)), *zip(REG_SLOTS, slots, strict=True)]:
         regs[r * pop : (r + 1) * pop].assign(value)
-    enc = {k: tf.constant(v) for k, v in
-           vars(encode(programs, max_len, lr=lr, steps=(int(t) - 1, int(t)))).items()}
+    enc = {k: tf.constant(v) for k, v in encoded.tensors().items()}
+    load_constants(regs, enc["lit_rows"], enc["lit_vals"])
     load_constants(regs, enc["const_rows"], enc["const_vals"][0])
     run_programs(regs, slice_positions(enc, max_len), sizes)
-    block = regs.numpy().reshape(n_registers(max_len), pop, width)
+    block = regs.numpy().reshape(n_registers(n_fresh), pop, width)
     return block[REG_UPDATE], np.stack([block[r] for r in REG_SLOTS])
 
 
@@ -178,19 +209,36 @@ def test_interpreter_matches_numpy_reference_per_member_and_variable():
                                                atol=1e-5, equal_nan=True)
 
 
+def test_literals_are_rows_shared_by_value():
+    a = Program.parse("u = g * 0.5\nupdate = u * lr")
+    b = Program.parse("x = g * 0.5\ny = x + -0.0\nz = y * 0.0\nupdate = z * lr")
+    enc = encode([a, b], 8, lr=1e-3, steps=(0, 3))
+    assert len(enc.const_rows) == 0  # nothing varies with the step
+    bits = sorted(enc.lit_vals.view(np.uint32).tolist())  # -0.0 and 0.0 are two values
+    assert bits == sorted(np.float32([0.5, -0.0, 0.0]).view(np.uint32).tolist())
+    assert [r % 2 for r in enc.lit_rows] == [0, 1, 1]  # 0.5 lives at member 0; b reads it
+    assert registers_needed(b) == 4 + 3
+    read = {int(r) for i in range(8) for j in range(2)
+            for r in enc.gather_idx[i, j, : enc.n_args[i, j]]}
+    assert set(enc.lit_rows.tolist()) <= read  # statements read the literal rows
+
+
 def test_step_constants_are_hoisted_out_of_the_machine_and_exact_across_segments():
     adamw = seeds.adamw()
     # Bias correction (2 power, 2 sub, sqrt, div, mul) and lr * wd: 8 of 17 live statements.
+    # lr * wd is the same at every step: a row loaded once per segment, like a literal.
     enc = encode([adamw], 16, lr=1e-3, steps=(0, 5))
-    assert enc.const_rows.shape == (8,) and enc.const_vals.shape == (5, 8)
+    assert enc.const_rows.shape == (7,) and enc.const_vals.shape == (5, 7)
     assert np.count_nonzero(enc.n_rows) == len(adamw.live_statements) - 8
     b1 = 0.9 ** np.arange(1, 6)  # the first hoisted value: power(0.9, t) at t = 1..5
     np.testing.assert_allclose(enc.const_vals[:, 0], b1, rtol=1e-6)
+    assert np.float32(1e-3) * np.float32(0.004) in enc.lit_vals  # as the reference computes it
     # Members with the same constants share their rows; other values get rows of their own.
     other = Program.parse(adamw.to_text().replace("power(0.9, t)", "power(0.8, t)"))
     shared = encode([adamw, adamw, other], 16, lr=1e-3, steps=(0, 5))
-    assert shared.const_rows.shape == (8 + 4,)  # 0.8 changes b1, c1, alpha, alpha * lr
-    assert sorted(r % 3 for r in shared.const_rows) == [0] * 8 + [2] * 4  # none at member 1
+    assert shared.const_rows.shape == (7 + 4,)  # 0.8 changes b1, c1, alpha, alpha * lr
+    assert sorted(r % 3 for r in shared.const_rows) == [0] * 7 + [2] * 4  # none at member 1
+    assert len(shared.lit_rows) == len(enc.lit_rows)  # the same literals: no new rows
     # Training in segments (hurdle points) loads each segment's values: same as one segment.
     segments = Hurdles(points=(0.25, 0.5), loss_cap=float("inf"), baseline_margin=None)
     whole, = evaluate([adamw], TASK, population=POP, hurdles=NO_HURDLES)
