@@ -6,15 +6,16 @@ Design (see ``evaluate``):
   task's forward pass is written over the population axis, and one ``GradientTape`` on the
   summed loss gives every member's gradient at once. All members share the initialization
   and the data order.
-* Programs are data, not code: dead code is dropped, each live statement ``i`` writes its own
-  register ``8 + i`` (registers 0-7 hold ``w g lr t m v state2 state3``), and the batch is
-  encoded as integer/float arrays (op codes, argument registers). A register
-  machine of fixed maximum length interprets them in-graph over a register file
-  ``[8 + L, P, n_params]``. At each position the members are sorted by op (host side, once
-  per batch), so each op runs once on just the rows that use it: one gather per argument
-  for all ops, a split, the ops, one concat and one in-place scatter. No op runs on rows
-  that do not use it; a program never causes a retrace. The compiled step loop is cached
-  per (task, max length); the population size is a dynamic dimension.
+* Programs are data, not code: dead code is dropped, registers 0-8 hold ``w g lr t m v
+  state2 state3 update`` and each other name a program assigns gets a register of its own,
+  and the batch is encoded as integer arrays (op codes, argument and target rows). A
+  register machine interprets them in-graph over a flat register file
+  ``[registers x P, n_params]``, one position (statement) after another in a
+  ``tf.while_loop``. At each position the members are sorted by op (host side, once per
+  segment), so each op runs once on just the rows that use it: one gather per argument,
+  the op, one concat and one in-place scatter for all ops. No op runs on rows that do not
+  use it. The compiled step loop is cached per task: the number of members, the program
+  lengths and the registers they take are all dynamic, so no batch retraces.
 * Step constants are hoisted: a live statement whose value depends only on ``lr``, ``t``
   and literals (AdamW's bias correction, ``lr * 0.001``) is the same for every parameter,
   so it is not a position of the machine. The NumPy reference computes its value for every
@@ -222,14 +223,17 @@ def _constant_table(statements: tuple[Statement, ...], lr: float, t0: int, t1: i
     return table
 
 
-def encode(programs: Sequence[Program], max_len: int, capacity: int | None = None, *,
-           lr: float, steps: tuple[int, int], n_fresh: int | None = None) -> Encoded:
+def encode(programs: Sequence[Program], max_len: int | None = None,
+           capacity: int | None = None, *, lr: float, steps: tuple[int, int],
+           n_fresh: int | None = None) -> Encoded:
     """Encode the live statements of ``programs`` for a register machine of ``max_len``
-    positions over a flat register file of ``capacity`` (default: ``len(programs)``) rows
-    per register and ``n_fresh`` (default: the most :func:`registers_needed`) registers
-    beyond the fixed ones, for the steps ``steps[0] + 1 .. steps[1]`` at learning rate
-    ``lr`` (the values of the hoisted step constants)."""
-    n, length = len(programs), max_len
+    (default: the most :func:`positions_needed`) positions over a flat register file of
+    ``capacity`` (default: ``len(programs)``) rows per register and ``n_fresh`` (default:
+    the most :func:`registers_needed`) registers beyond the fixed ones, for the steps
+    ``steps[0] + 1 .. steps[1]`` at learning rate ``lr`` (the values of the hoisted step
+    constants)."""
+    n = len(programs)
+    length = max(map(positions_needed, programs), default=0) if max_len is None else max_len
     cap = n if capacity is None else capacity
     fresh_max = (max(map(registers_needed, programs), default=0) if n_fresh is None
                  else n_fresh)
@@ -411,17 +415,14 @@ def _segment_reduction(name: str, args: list[tf.Tensor], scalar: list[tf.Tensor]
             raise ValueError(f"no per-variable form of {name!r}")
 
 
-def slice_positions(enc: dict, max_len: int) -> list[dict]:
-    """Per position, the rows of ``enc`` in use (hoisted out of the training loop)."""
-    out = []
-    for i in range(max_len):
-        pos = {"counts": enc["counts"][i], "n_rows": enc["n_rows"][i],
-               "scatter": enc["scatter_idx"][i, : enc["n_rows"][i]], "args": []}
-        for j in range(MAX_ARITY):
-            n = enc["n_args"][i, j]
-            pos["args"].append((enc["gather_idx"][i, j, :n], enc["scalar_arg"][i, j, :n]))
-        out.append(pos)
-    return out
+def slice_position(enc: dict, i: tf.Tensor) -> dict:
+    """The rows of ``enc`` in use at position ``i``."""
+    pos = {"counts": enc["counts"][i], "n_rows": enc["n_rows"][i],
+           "scatter": enc["scatter_idx"][i, : enc["n_rows"][i]], "args": []}
+    for j in range(MAX_ARITY):
+        n = enc["n_args"][i, j]
+        pos["args"].append((enc["gather_idx"][i, j, :n], enc["scalar_arg"][i, j, :n]))
+    return pos
 
 
 def _position(regs: tf.Variable, pos: dict, sizes: tuple[int, ...]) -> None:
@@ -452,19 +453,28 @@ def load_constants(regs: tf.Variable, rows: tf.Tensor, values: tf.Tensor) -> Non
         tf.broadcast_to(values[:, None], tf.stack([tf.shape(values)[0], width])), rows))
 
 
-def run_programs(regs: tf.Variable, positions: list[dict], sizes: tuple[int, ...]) -> None:
-    """Run every member's program on the flat register file ``regs`` ``[R * capacity, n]``.
+def run_programs(regs: tf.Variable, enc: dict, sizes: tuple[int, ...]) -> None:
+    """Run every member's program (``enc``, as tensors) on the flat register file ``regs``.
 
     Position ``i`` runs each op on just the rows (members, sorted by op) that use it there
-    and scatters the results in place. No ``tf.cond``: an op on zero rows costs less than a
-    cond's switches (measured), so a position no member reaches simply runs on no rows.
+    and scatters the results in place. No ``tf.cond`` per op: an op on zero rows costs less
+    than a cond's switches (measured). The positions are a ``tf.while_loop`` over the
+    positions some member reaches: one position's ops in the graph whatever the programs'
+    length (a trace of a tenth the size), and no padded positions run. Measured side by side
+    against the machine unrolled over positions padded to a multiple of 8 (1024 members,
+    smoke proxy): 8% less time per step on paper_adamw mutants, 1-position programs 13%.
     """
-    for pos in positions:
-        _position(regs, pos, sizes)
+    n_positions = tf.reduce_sum(tf.cast(enc["n_rows"] > 0, tf.int32))
+
+    def position(i):
+        _position(regs, slice_position(enc, i), sizes)
+        return (i + 1,)
+
+    tf.while_loop(lambda i: i < n_positions, position, (tf.constant(0),))
 
 
 class _Trainer:
-    """The compiled training segment and validation pass for one (task, max length).
+    """The compiled training segment and validation pass for one task.
 
     The task's ``seed`` (initialization, data order) is not baked in: the initial parameters
     and the batch indices are inputs, so tasks differing only in seed share one trace.
@@ -475,8 +485,8 @@ class _Trainer:
     rows; it never shrinks, so a search's batches reuse one buffer.
     """
 
-    def __init__(self, task: Task, max_len: int):
-        self.task, self.max_len = task, max_len
+    def __init__(self, task: Task):
+        self.task = task
         self.shapes = task.param_shapes()
         self.sizes = tuple(int(np.prod(s)) for s in self.shapes)
         self.width = sum(self.sizes)
@@ -488,7 +498,7 @@ class _Trainer:
         self.regs = tf.Variable(tf.zeros([0, self.width]), shape=tf.TensorShape([None, self.width]),
                                 trainable=False, name="registers")
         self.rows = 0
-        L, A, n = max_len, MAX_ARITY, len(OP_ORDER)
+        L, A, n = None, MAX_ARITY, len(OP_ORDER)
         enc_spec = {
             "capacity": tf.TensorSpec([], tf.int32),
             "const_rows": tf.TensorSpec([None], tf.int32),
@@ -545,7 +555,6 @@ class _Trainer:
             put(r, slots[k])
         load_constants(regs, enc["lit_rows"], enc["lit_vals"])  # nothing writes these rows
         losses = tf.TensorArray(tf.float32, size=n_steps)
-        positions = slice_positions(enc, self.max_len)
 
         def body(s, losses):
             idx = batches[start + s]
@@ -558,7 +567,7 @@ class _Trainer:
             put(REG_G, tape.gradient(total, theta))
             put_shared(REG_T, tf.cast(start + s + 1, tf.float32))
             load_constants(regs, enc["const_rows"], enc["const_vals"][s])
-            run_programs(regs, positions, self.sizes)
+            run_programs(regs, enc, self.sizes)
             regs.scatter_sub(tf.IndexedSlices(tf.gather(regs, rows(REG_UPDATE)), rows(REG_W)))
             return s + 1, losses.write(s, loss)
 
@@ -583,12 +592,12 @@ class _Trainer:
 
 
 @functools.lru_cache(maxsize=8)
-def _trainer(task: Task, max_len: int) -> _Trainer:
-    return _Trainer(task, max_len)
+def _trainer(task: Task) -> _Trainer:
+    return _Trainer(task)
 
 
 def _bucket(length: int) -> int:
-    """Max lengths are compiled in buckets of 8 statements (8, 16, 24, ...)."""
+    """``length`` rounded up to a multiple of 8 (at least 8): a register-need estimate."""
     return max(8, -(-length // 8) * 8)
 
 
@@ -641,10 +650,9 @@ def evaluate(
         return []
     use_baseline = hurdles.baseline_margin is not None and bool(hurdles.points)
     everyone = [*progs, *([hurdles.baseline] if use_baseline else [])]
-    max_len = _bucket(max(positions_needed(p) for p in everyone))
     if population is None:
         population = default_population(task, _bucket(max(map(registers_needed, everyone))))
-    trainer = _trainer(dataclasses.replace(task, seed=0), max_len)
+    trainer = _trainer(dataclasses.replace(task, seed=0))
     size = max(1, population - int(use_baseline))
     results: list[EvalResult] = []
     for lo in range(0, len(progs), size):
@@ -669,8 +677,7 @@ def _evaluate_batch(trainer: _Trainer, task: Task, progs: list[Program], hurdles
     final_theta = np.zeros((n, trainer.width), np.float32)
     done = 0
     for point in points:
-        enc = encode([batch[i] for i in alive], trainer.max_len, lr=task.learning_rate,
-                     steps=(done, point))
+        enc = encode([batch[i] for i in alive], lr=task.learning_rate, steps=(done, point))
         trainer.reserve(enc.register_rows)
         th, sl, ls = trainer.train(tf.constant(theta), tf.constant(slots), enc.tensors(),
                                    tf.constant(done, tf.int32), tf.constant(point - done, tf.int32),

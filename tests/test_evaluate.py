@@ -27,7 +27,6 @@ from pipeline.evaluate import (
     positions_needed,
     registers_needed,
     run_programs,
-    slice_positions,
 )
 from pipeline.execute import numpy_step
 from pipeline.mutate import MutationConfig, mutate, random_program
@@ -99,14 +98,15 @@ def test_fitness_does_not_depend_on_batch_mates():
         np.testing.assert_allclose(a.loss_curve, b.loss_curve, rtol=1e-5)
 
 
-def test_batches_of_any_size_and_register_need_share_one_trace():
+def test_batches_of_any_size_length_and_register_need_share_one_trace():
     task = TeacherRegression(base_steps=12, seed=3)  # a trainer of its own
     small = [seeds.sgd_momentum()]
-    big = [*small, LITERALS, *(_mutated_seed(np.random.default_rng(k)) for k in range(5))]
-    assert max(map(positions_needed, big)) <= 8  # one machine length: one trainer
+    big = [*small, LITERALS, seeds.adamw(),
+           *(_mutated_seed(np.random.default_rng(k)) for k in range(5))]
+    assert max(map(positions_needed, big)) > positions_needed(small[0])
     assert max(map(registers_needed, big)) > registers_needed(small[0])
     first, = evaluate(small, task, hurdles=NO_HURDLES)
-    trainer = _trainer(dataclasses.replace(task, seed=0), 8)
+    trainer = _trainer(dataclasses.replace(task, seed=0))
     rows = trainer.rows
     assert rows > 0 and trainer.train.experimental_get_tracing_count() == 1
     again = evaluate(big, task, hurdles=NO_HURDLES)
@@ -150,11 +150,11 @@ def test_hurdle_behind_baseline_stops_slow_learners():
 
 def _interpret(programs, w, g, slots, lr, t, sizes):
     """One step of the register machine, eagerly: (update, new slots) per member."""
-    max_len = 24
     pop, width = w.shape
-    encoded = encode(programs, max_len, lr=lr, steps=(int(t) - 1, int(t)))
+    encoded = encode(programs, lr=lr, steps=(int(t) - 1, int(t)))
     n_fresh = encoded.n_fresh
     assert encoded.capacity == pop and n_fresh == max(map(registers_needed, programs))
+    assert len(encoded.n_rows) == max(map(positions_needed, programs))
     regs = tf.Variable(tf.zeros([encoded.register_rows, width]))  # register r: block r
     for r, value in [(REG_W, w), (REG_G, g), (REG_LR, np.full_like(w, lr)),
                      (REG_T, np.full_like(w, t)), *zip(REG_SLOTS, slots, strict=True)]:
@@ -162,7 +162,7 @@ def _interpret(programs, w, g, slots, lr, t, sizes):
     enc = {k: tf.constant(v) for k, v in encoded.tensors().items()}
     load_constants(regs, enc["lit_rows"], enc["lit_vals"])
     load_constants(regs, enc["const_rows"], enc["const_vals"][0])
-    run_programs(regs, slice_positions(enc, max_len), sizes)
+    run_programs(regs, enc, sizes)
     block = regs.numpy().reshape(n_registers(n_fresh), pop, width)
     return block[REG_UPDATE], np.stack([block[r] for r in REG_SLOTS])
 
