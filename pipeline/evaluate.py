@@ -326,7 +326,9 @@ def encode(programs: Sequence[Program], max_len: int | None = None,
     if n_registers(fresh_max) * cap >= 2**31:
         raise ValueError(f"register file of {n_registers(fresh_max)} x {cap} rows is too large")
     order = np.argsort(codes, axis=0, kind="stable")  # [P, L]: members sorted per position
-    counts = np.stack([np.bincount(codes[:, i], minlength=NOP + 1)[:NOP] for i in range(length)])
+    counts = np.zeros((length, NOP), np.int64)
+    for i in range(length):
+        counts[i] = np.bincount(codes[:, i], minlength=NOP + 1)[:NOP]
     arity = np.array([op.arity for op in OP_ORDER])
     n_args = np.stack([counts[:, arity > j].sum(1) for j in range(MAX_ARITY)], axis=1)
 
@@ -693,6 +695,8 @@ def _evaluate_batch(trainer: _Trainer, task: Task, progs: list[Program], hurdles
             stopped[alive[k]] = (reason, done)
             final_theta[alive[k]] = theta[k]
         alive, theta, slots = alive[keep], theta[keep], slots[:, keep]
+        if not alive.size:  # every member stopped (possible without a baseline)
+            break
     final_theta[alive] = theta
     val_loss, val_acc = trainer.validate_np(final_theta)
     out = []

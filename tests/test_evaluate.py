@@ -11,6 +11,7 @@ import tensorflow as tf
 from pipeline import ProgramOptimizer, seeds
 from pipeline.evaluate import (
     NO_HURDLES,
+    OP_ORDER,
     REG_G,
     REG_LR,
     REG_SLOTS,
@@ -137,6 +138,14 @@ def test_hurdles_stop_diverging_candidates_without_crashing():
         assert r.steps == 10 < TASK.steps
         assert r.fitness < good.fitness
     assert nan.fitness == WORST_FITNESS or np.isfinite(nan.fitness)
+
+
+def test_a_batch_where_every_member_stops_early_ends_cleanly():
+    no_baseline = Hurdles(points=(0.25, 0.5), baseline_margin=None)
+    results = evaluate([DIVERGE, DIVERGE], TASK, population=POP, hurdles=no_baseline)
+    for r in results:
+        assert r.stop in (StopReason.NONFINITE, StopReason.LOSS_CAP) and r.steps == 10
+    assert encode([], lr=1e-3, steps=(0, 1)).counts.shape == (0, len(OP_ORDER))
 
 
 def test_hurdle_behind_baseline_stops_slow_learners():
