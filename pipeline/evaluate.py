@@ -25,10 +25,10 @@ Design (see ``evaluate``):
   17 statements (two of them ``power``): hoisting them trains a batch of AdamW mutants
   1.5x faster (measured side by side, 1024 members, smoke proxy).
 * Literals are rows too: each distinct literal value of a batch (and each hoisted value
-  that is the same at every step, ``lr * wd``) gets one row, loaded once per segment, and
-  a statement reads it like any register. No per-op select between a register and a
-  literal runs in the step loop; that select cost a fifth of the step time of a mixed
-  batch (measured by removing it, 1024 members, smoke proxy).
+  that is the same at every step, ``lr * wd``) gets one row after the registers, loaded
+  once per segment, and a statement reads it like any register. No per-op select between
+  a register and a literal runs in the step loop; that select cost a fifth of the step time
+  of a mixed batch (measured by removing it, 1024 members, smoke proxy).
 * Reductions act per member *and per variable* (as ``ProgramOptimizer`` applies a program
   to each variable): ops with ``axis_arg`` run on each variable's columns with ``axis=(1,)``.
 * Hurdles: training runs in segments; at each hurdle point members whose loss is NaN/inf,
@@ -139,7 +139,8 @@ class Encoded:
 
     Register ``r`` of member ``p`` is row ``r * capacity + p`` of the flat register file;
     ``lr`` and ``t`` are the same for every member, so every member reads member 0's row.
-    The file has ``register_rows`` rows (``n_fresh`` registers beyond the fixed ones).
+    The file has ``register_rows`` rows: ``n_fresh`` registers beyond the fixed ones, then
+    one row per value in ``lit_vals``.
     """
 
     capacity: int  # rows per register (the stride)
@@ -157,7 +158,7 @@ class Encoded:
 
     @property
     def register_rows(self) -> int:
-        return n_registers(self.n_fresh) * self.capacity
+        return n_registers(self.n_fresh) * self.capacity + len(self.lit_rows)
 
     def tensors(self) -> dict[str, np.ndarray]:
         """What the compiled step loop reads (see ``_Trainer``'s input signature)."""
@@ -172,12 +173,9 @@ def n_registers(n_fresh: int) -> int:
 
 
 def registers_needed(program: Program) -> int:
-    """Fresh registers ``program`` may take in :func:`encode`: one per live statement (its
-    target, or the row of its hoisted values) and one per distinct literal value."""
-    live = program.dead_code_eliminated()
-    literals = {np.float32(a).tobytes() for st in live.statements for a in st.args
-                if isinstance(a, float)}
-    return len(live) + len(literals)
+    """Fresh registers ``program`` may take in :func:`encode`: at most one per live
+    statement (its target, or the row of its hoisted values)."""
+    return len(program.dead_code_eliminated())
 
 
 def hoisted_statements(live: Program) -> frozenset[int]:
@@ -276,10 +274,10 @@ def encode(programs: Sequence[Program], max_len: int | None = None,
             fresh += 1
             return fresh - 1
 
-        def literal_row(value: np.float32, member: int = p) -> int:  # the one row of value
+        def literal_row(value: np.float32) -> int:  # the batch's one row holding ``value``
             key = value.tobytes()
-            if key not in lit_home:
-                lit_home[key] = new_register() * cap + member
+            if key not in lit_home:  # after every member's registers
+                lit_home[key] = n_registers(fresh_max) * cap + len(lit_rows)
                 lit_rows.append(lit_home[key])
                 lit_vals.append(value)
             return lit_home[key]
@@ -323,8 +321,9 @@ def encode(programs: Sequence[Program], max_len: int | None = None,
             dst[p, i] = reg[st.target] * cap + p
             scalar[st.target] = scalar_out
             i += 1
-    if n_registers(fresh_max) * cap >= 2**31:
-        raise ValueError(f"register file of {n_registers(fresh_max)} x {cap} rows is too large")
+    if n_registers(fresh_max) * cap + len(lit_rows) >= 2**31:
+        raise ValueError(f"register file of {n_registers(fresh_max)} x {cap} rows and "
+                         f"{len(lit_rows)} literals is too large")
     order = np.argsort(codes, axis=0, kind="stable")  # [P, L]: members sorted per position
     counts = np.zeros((length, NOP), np.int64)
     for i in range(length):
