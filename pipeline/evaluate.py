@@ -178,19 +178,36 @@ def registers_needed(program: Program) -> int:
     return len(program.dead_code_eliminated())
 
 
-def hoisted_statements(live: Program) -> frozenset[int]:
-    """Statements of a dead-code-free program that the machine loads instead of running:
-    its step constants (:func:`~pipeline.execute.step_constant_statements`), except those
-    that write a state slot or ``update`` (registers with a meaning beyond the step)."""
+@dataclass(frozen=True)
+class _Layout:
+    """How :func:`encode` lays out one program.
+
+    ``constants``: its step constants (:func:`~pipeline.execute.step_constant_statements`)
+    in order, the columns of its constant table. ``hoisted``: those the machine loads
+    instead of running, all but the ones that write a state slot or ``update`` (registers
+    with a meaning beyond the step).
+    """
+
+    live: Program  # dead code eliminated
+    constants: tuple[int, ...]
+    hoisted: frozenset[int]
+
+    @property
+    def positions(self) -> int:
+        return len(self.live) - len(self.hoisted)
+
+
+def _layout(program: Program) -> _Layout:
+    live = program.dead_code_eliminated()
+    constants = tuple(sorted(step_constant_statements(live)))
     keep = frozenset((*STATE_SLOTS, OUTPUT))
-    return frozenset(i for i in step_constant_statements(live)
-                     if live.statements[i].target not in keep)
+    return _Layout(live, constants,
+                   frozenset(i for i in constants if live.statements[i].target not in keep))
 
 
 def positions_needed(program: Program) -> int:
     """Positions of the machine ``program`` occupies (its live statements not hoisted)."""
-    live = program.dead_code_eliminated()
-    return len(live) - len(hoisted_statements(live))
+    return _layout(program).positions
 
 
 # Bounded small: a table is ``steps x columns`` floats (20k steps x 8 = 640 KB on a 100x
@@ -231,9 +248,11 @@ def encode(programs: Sequence[Program], max_len: int | None = None,
     ``steps[0] + 1 .. steps[1]`` at learning rate ``lr`` (the values of the hoisted step
     constants)."""
     n = len(programs)
-    length = max(map(positions_needed, programs), default=0) if max_len is None else max_len
+    layouts = [_layout(p) for p in programs]
+    length = (max((lay.positions for lay in layouts), default=0) if max_len is None
+              else max_len)
     cap = n if capacity is None else capacity
-    fresh_max = (max(map(registers_needed, programs), default=0) if n_fresh is None
+    fresh_max = (max((len(lay.live) for lay in layouts), default=0) if n_fresh is None
                  else n_fresh)
     if cap < n:
         raise ValueError(f"{n} programs do not fit a register file of capacity {cap}")
@@ -248,15 +267,22 @@ def encode(programs: Sequence[Program], max_len: int | None = None,
     home: dict[bytes, int] = {}  # a hoisted value sequence -> the one row that holds it
     lit_home: dict[bytes, int] = {}  # a float32 value, fixed over the segment -> its row
     shared = {REG_LR, REG_T}
-    for p, program in enumerate(programs):
-        live = program.dead_code_eliminated()
-        hoisted = hoisted_statements(live)
-        if len(live) - len(hoisted) > length:
-            raise ValueError(f"program needs {len(live) - len(hoisted)} positions; "
-                             f"max_len is {length}")
-        constants = sorted(step_constant_statements(live))
-        table = (_constant_table(tuple(live.statements[k] for k in constants), float(lr),
-                                 *steps) if hoisted else None)
+
+    def literal_row(value: np.float32) -> int:  # the batch's one row holding ``value``
+        key = value.tobytes()
+        if key not in lit_home:  # after every member's registers
+            lit_home[key] = n_registers(fresh_max) * cap + len(lit_rows)
+            lit_rows.append(lit_home[key])
+            lit_vals.append(value)
+        return lit_home[key]
+
+    for p, layout in enumerate(layouts):
+        live, hoisted = layout.live, layout.hoisted
+        if layout.positions > length:
+            raise ValueError(f"program needs {layout.positions} positions; max_len is {length}")
+        column = {k: c for c, k in enumerate(layout.constants)}
+        table = (_constant_table(tuple(live.statements[k] for k in layout.constants),
+                                 float(lr), *steps) if hoisted else None)
         # A name is bound to a register of this member's (``reg``) or, after a hoisted
         # statement, to the flat row holding its values (``row_of``), which members with
         # the same values share, as all share ``lr`` and ``t``.
@@ -274,20 +300,12 @@ def encode(programs: Sequence[Program], max_len: int | None = None,
             fresh += 1
             return fresh - 1
 
-        def literal_row(value: np.float32) -> int:  # the batch's one row holding ``value``
-            key = value.tobytes()
-            if key not in lit_home:  # after every member's registers
-                lit_home[key] = n_registers(fresh_max) * cap + len(lit_rows)
-                lit_rows.append(lit_home[key])
-                lit_vals.append(value)
-            return lit_home[key]
-
         i = 0  # position
         for k, st in enumerate(live.statements):
             if k in hoisted:
                 scalar[st.target] = True
                 reg.pop(st.target, None)
-                values = table[:, constants.index(k)]
+                values = table[:, column[k]]
                 bits = values.view(np.uint32)
                 key = values.tobytes()
                 if bits.size and (bits == bits[0]).all():  # one value: loaded once
