@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -14,6 +15,7 @@ from pipeline.benchmark import (
     run_benchmark,
     train_with_optimizer,
 )
+from pipeline.evaluate import NO_HURDLES, evaluate
 from pipeline.keras_optimizer import ProgramOptimizer
 from pipeline.tasks import make_task
 
@@ -106,3 +108,18 @@ def test_a_program_that_never_reads_lr_runs_once_and_says_so():
     text = out.format()
     assert sum("ignored" in line.split() for line in text.splitlines()) == 2
     assert text.splitlines()[-1].startswith("ignored: the program never reads lr")
+
+
+@pytest.mark.parametrize("name", ["teacher", "digits_mlp"])  # a regression, a classification
+def test_the_funnel_and_the_benchmark_give_a_program_the_same_score(name):
+    # The funnel's batched evaluator and the benchmark's Keras loop judge the same program on
+    # the same task, seed and learning rate: whatever ``task.metric`` is, they must agree.
+    programs = [seeds.adamw(), seeds.lion()]
+    for seed in (0, 1):
+        task = dataclasses.replace(make_task(name, scale=1.0), seed=seed)
+        funnel = [r.fitness for r in evaluate(programs, task, hurdles=NO_HURDLES)]
+        lr = task.learning_rate  # the evaluator's ``lr``
+        bench = [train_with_optimizer(task, ProgramOptimizer(p, learning_rate=lr))[1]
+                 for p in programs]
+        assert all(map(math.isfinite, funnel)), (task.metric, funnel)
+        np.testing.assert_allclose(funnel, bench, rtol=0, atol=1e-3, err_msg=f"{task.metric}")
