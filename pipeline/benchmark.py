@@ -7,8 +7,13 @@ same steps, the same training loop. A contender is any Keras optimizer factory, 
 (through :class:`~pipeline.keras_optimizer.ProgramOptimizer`) and Keras' built-ins compete on
 equal terms.
 
+A grid must cover the optimum: when a contender's best rate is the smallest or largest
+tried, the grid grows on that side, one step (the ratio of the two multipliers at that edge)
+at a time, until the best is inside or ``max_extend`` steps were added on that side.
+
 The result holds, per (contender, task), the best-of-grid validation metric (mean and spread
-over seeds at the learning rate with the best mean) and the mean training-loss curve there.
+over seeds at the learning rate with the best mean), every rate tried, and the mean
+training-loss curve at the best rate.
 """
 
 from __future__ import annotations
@@ -139,12 +144,14 @@ class BenchmarkRow:
     mean: float
     std: float
     per_seed: tuple[float, ...]
-    grid: tuple[tuple[float, float], ...]  # (lr, mean metric over seeds)
+    grid: tuple[tuple[float, float], ...]  # every rate tried, ascending: (lr, mean over seeds)
     uses_lr: bool = True  # False: the optimizer never reads its learning rate
+    extended: tuple[int, int] = (0, 0)  # steps the grid grew (below, above) the initial one
 
     @property
     def at_grid_edge(self) -> bool:
-        """The best learning rate is the smallest or largest tried: widen the grid to trust it."""
+        """The best learning rate is the smallest or largest tried (even after the grid grew):
+        the optimum may lie beyond it."""
         lrs = [lr for lr, _ in self.grid]
         return self.uses_lr and len(lrs) > 1 and self.best_lr in (min(lrs), max(lrs))
 
@@ -159,6 +166,8 @@ class BenchmarkRow:
             "per_seed": list(self.per_seed),
             "at_grid_edge": self.at_grid_edge,
             "uses_lr": self.uses_lr,
+            "grid": [list(point) for point in self.grid],
+            "extended": list(self.extended),
         }
 
 
@@ -172,16 +181,23 @@ class BenchmarkResult:
 
     def format(self) -> str:
         """A plain-text table, tasks as blocks, best mean first; '*' marks a best learning
-        rate at the edge of the grid; 'ignored' a program that never reads its learning rate."""
+        rate at the edge of the grid; 'ignored' a program that never reads its learning rate;
+        'rates tried' is the grid's span and size, '+' where it grew past the initial grid."""
         lines = [f"{'task':<14} {'optimizer':<22} {'metric':<13} {'best lr':>10} "
-                 f"{'mean':>10} {'std':>9}"]
+                 f"{'mean':>10} {'std':>9}  rates tried"]
         for task in dict.fromkeys(r.task for r in self.rows):
             rows = sorted((r for r in self.rows if r.task == task), key=lambda r: -r.mean)
             for r in rows:
                 edge = "*" if r.at_grid_edge else " "
                 lr = f"{r.best_lr:>9.2e}" if r.uses_lr else f"{'ignored':>9}"
+                lo, hi = r.grid[0][0], r.grid[-1][0]
+                span = f"{lo:.1e}" if len(r.grid) == 1 else f"{lo:.1e}..{hi:.1e}"
+                grew = "+" if any(r.extended) else ""
                 lines.append(f"{r.task:<14} {r.optimizer:<22} {r.metric:<13} {lr}"
-                             f"{edge} {r.mean:>10.4f} {r.std:>9.4f}")
+                             f"{edge} {r.mean:>10.4f} {r.std:>9.4f}  "
+                             f"{span} ({len(r.grid)}{grew})")
+        if any(any(r.extended) for r in self.rows):
+            lines.append("+ grid grown past the initial multipliers: the best rate was at an edge")
         if any(r.at_grid_edge for r in self.rows):
             lines.append("* best learning rate at the edge of the grid: a wider grid may do better")
         if not all(r.uses_lr for r in self.rows):
@@ -195,25 +211,32 @@ def run_benchmark(
     *,
     lr_multipliers: Sequence[float] = DEFAULT_MULTIPLIERS,
     seeds: Sequence[int] = (0, 1),
+    max_extend: int = 2,
 ) -> BenchmarkResult:
     """Every contender x task x learning rate x seed; best-of-grid per contender and task.
 
-    A program that never reads its learning rate trains the same at every grid point: it
-    runs once, at its base learning rate, and its row says so (``uses_lr=False``).
+    Each contender starts on ``base_lr x lr_multipliers``. While its best rate (best mean over
+    seeds; on a tie the smaller rate) is the smallest or largest tried, the grid grows on that
+    side by one step, the ratio of the two initial multipliers at that edge, at most
+    ``max_extend`` steps a side; a row still at an edge after that says so
+    (:attr:`BenchmarkRow.at_grid_edge`). A program that never reads its learning rate trains
+    the same at every grid point: it runs once, at its base learning rate, and its row says
+    so (``uses_lr=False``).
     """
+    mults = sorted(set(lr_multipliers))
+    if not mults or mults[0] <= 0:
+        raise ValueError(
+            "Argument `lr_multipliers` must be non-empty and positive. "
+            f"Received: lr_multipliers={tuple(lr_multipliers)}"
+        )
+    if max_extend < 0:
+        raise ValueError(f"Argument `max_extend` must be >= 0. Received: max_extend={max_extend}")
     rows, curves = [], {}
     for task in tasks:
         for c in contenders:
-            grid, runs = [], {}
-            for mult in lr_multipliers if c.uses_lr else (1.0,):
-                lr = c.base_lr * mult
-                for seed in seeds:
-                    runs[lr, seed] = train_with_optimizer(
-                        dataclasses.replace(task, seed=seed), c.make(lr)
-                    )
-                scores = [runs[lr, s][1] for s in seeds]
-                grid.append((lr, _mean(scores)))
-            best_lr = max(grid, key=lambda item: item[1])[0]
+            grid, extended, runs = _tune(c, task, mults if c.uses_lr else [1.0], seeds,
+                                         max_extend)
+            best_lr = grid[_best(grid)][0]
             per_seed = tuple(runs[best_lr, s][1] for s in seeds)
             rows.append(
                 BenchmarkRow(
@@ -224,12 +247,45 @@ def run_benchmark(
                     mean=_mean(per_seed),
                     std=statistics.pstdev(per_seed) if all(map(math.isfinite, per_seed)) else 0.0,
                     per_seed=per_seed,
-                    grid=tuple(grid),
+                    grid=grid,
                     uses_lr=c.uses_lr,
+                    extended=extended,
                 )
             )
             curves[c.name, task.name] = np.mean([runs[best_lr, s][0] for s in seeds], axis=0)
     return BenchmarkResult(tuple(rows), curves)
+
+
+def _tune(
+    c: Contender, task: Task, mults: Sequence[float], seeds: Sequence[int], max_extend: int
+) -> tuple[tuple[tuple[float, float], ...], tuple[int, int], dict]:
+    """``c`` on ``task`` at ``base_lr x mults`` (ascending), grown past an edge that holds the
+    best: (grid of (lr, mean), steps grown (below, above), {(lr, seed): run})."""
+    runs: dict[tuple[float, int], tuple[np.ndarray, float]] = {}
+
+    def score(mult: float) -> tuple[float, float]:
+        lr = c.base_lr * mult
+        for seed in seeds:
+            runs[lr, seed] = train_with_optimizer(dataclasses.replace(task, seed=seed), c.make(lr))
+        return lr, _mean([runs[lr, s][1] for s in seeds])
+
+    grid = [score(m) for m in mults]
+    grown = [0, 0]
+    if len(mults) > 1:
+        edge, step = (mults[0], mults[-1]), (mults[0] / mults[1], mults[-1] / mults[-2])
+        while True:
+            side = {0: 0, len(grid) - 1: 1}.get(_best(grid))  # 0: the lowest rate, 1: highest
+            if side is None or grown[side] >= max_extend:
+                break
+            grown[side] += 1
+            point = score(edge[side] * step[side] ** grown[side])
+            grid = [point, *grid] if side == 0 else [*grid, point]
+    return tuple(grid), (grown[0], grown[1]), runs
+
+
+def _best(grid: Sequence[tuple[float, float]]) -> int:
+    """Index of the best mean (the first, i.e. the smallest rate, on a tie)."""
+    return max(range(len(grid)), key=lambda i: (grid[i][1], -i))
 
 
 def _mean(xs: Sequence[float]) -> float:
