@@ -188,7 +188,7 @@ def discover_flow(
             simple = stages.simplify_stage(
                 chosen, simplify_cfg, proxy_fitness(evolve_cfg), tracker
             )
-            tracker.log_lineage(chosen.structural_hash, search.records)
+            tracker.log_lineage(chosen.structural_hash(), search.records)
         with tracker.stage("benchmark"):
             bench = stages.benchmark_stage(
                 simple.program, funnel.winner_lr_multiplier if beat else 1.0, bench_cfg, tracker

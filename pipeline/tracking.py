@@ -557,8 +557,15 @@ class Tracker:
     ) -> list[LineageStep]:
         """Log the winner's ancestor chain as ``winner/lineage.md`` and ``plots/lineage.png``.
 
-        ``records`` defaults to every candidate this tracker has logged.
+        ``winner_hash`` is a structural hash, ``program.structural_hash()``; ``records``
+        defaults to every candidate this tracker has logged.
         """
+        if not isinstance(winner_hash, str):
+            raise TypeError(
+                "Argument `winner_hash` must be a structural hash (a str, e.g. "
+                "`program.structural_hash()`). "
+                f"Received: winner_hash={winner_hash!r} of type {type(winner_hash).__name__}"
+            )
         steps = lineage(self._first_by_hash.values() if records is None else records, winner_hash)
         parts = [f"# lineage of {winner_hash}\n"]
         for k, s in enumerate(steps):

@@ -11,7 +11,7 @@ import pytest
 from mlflow import MlflowClient
 
 from flows.prefect_flows import discover_flow
-from pipeline import Program, ProgramOptimizer
+from pipeline import Program, ProgramOptimizer, seeds
 from pipeline.registry import load_optimizer, load_program
 
 SMOKE = str(Path(__file__).resolve().parent.parent / "gin" / "smoke.gin")
@@ -85,6 +85,22 @@ def test_metrics_and_plots_exist(discovered):
         assert any(p.endswith(name) for p in plots), (name, plots)
     tables = {a.path for a in client.list_artifacts(children["funnel"].info.run_id, "tables")}
     assert any(p.endswith("funnel.json") for p in tables)
+
+
+def test_the_lineage_names_the_winner_and_starts_from_the_seed(discovered, tmp_path):
+    _, _, uri = discovered
+    client, _, children = _runs(uri, "smoke")
+    simplify = children["simplify"].info.run_id
+
+    def text(path: str) -> str:
+        return Path(client.download_artifacts(simplify, path, str(tmp_path))).read_text()
+
+    winner = Program.parse(text("winner/before.txt"))  # what was simplified: the funnel's pick
+    lineage = text("winner/lineage.md")
+    assert lineage.startswith(f"# lineage of {winner.structural_hash()}\n"), lineage[:200]
+    assert "\n## 0. seed (generation 0," in lineage, lineage[:400]
+    first = lineage.split("\n## 0. seed", 1)[1].split("```\n", 2)[1]  # step 0's program
+    assert Program.parse(first).structural_hash() == seeds.adamw().structural_hash()  # base.gin
 
 
 def test_the_winner_is_registered_as_champion_and_trains_a_keras_model(discovered):

@@ -196,6 +196,12 @@ def test_lineage_follows_parent_hashes_from_seed_and_shows_each_change():
     assert lineage(records, "unknown") == []
 
 
+def test_log_lineage_refuses_a_hash_that_is_not_a_str(store):
+    tracker = Tracker("cfg")
+    with tracker.stage("simplify"), pytest.raises(TypeError, match="winner_hash.*method"):
+        tracker.log_lineage(seeds.adamw().structural_hash)  # the method, not its value
+
+
 def test_lineage_stops_on_a_cycle():
     a = CandidateRecord(0, "x", "ha", "", "hb", "insert", 1, "proxy", 0.0)
     b = CandidateRecord(1, "y", "hb", "", "ha", "insert", 2, "proxy", 0.0)
