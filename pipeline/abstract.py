@@ -10,7 +10,10 @@ enough to catch, in microseconds, the programs that would only waste an evaluati
 * reads of variables that are never written before the read;
 * a reduction applied to a scalar, or to a scalar and a tensor (a shape error);
 * no ``update``, an ``update`` whose shape is not ``w``'s, an ``update`` that does not
-  depend on ``g`` (now or through state at a later step);
+  depend on ``g`` (now or through state at a later step), an ``update`` that does not
+  depend on ``lr`` (``require_lr``, on by default: a rule with its step size built in
+  ignores ``learning_rate=`` and every schedule, and a search that may write one mostly
+  tunes the step size instead of finding an update rule);
 * too many statements or state slots for the search's budget.
 
 :func:`check` returns a :class:`Rejection` or ``None`` when the program is accepted. It takes
@@ -56,6 +59,7 @@ class Rejection(enum.Enum):
     NO_UPDATE = "no_update"
     UPDATE_SHAPE = "update_shape_mismatch"
     UPDATE_IGNORES_GRADIENT = "update_ignores_gradient"
+    IGNORES_LR = "ignores_lr"
     # Not produced by check(): the mutator's own reasons to redraw.
     UNCHANGED = "unchanged"
     INVALID_PROGRAM = "invalid_program"  # Program() refused what check() accepted
@@ -65,12 +69,14 @@ _SCALAR, _TENSOR = False, True  # the shape class: is it w-shaped?
 
 
 def check(
-    statements: Sequence[Statement], *, max_len: int | None = None, n_slots: int = 4
+    statements: Sequence[Statement], *, max_len: int | None = None, n_slots: int = 4,
+    require_lr: bool = True,
 ) -> Rejection | None:
     """Abstractly execute ``statements``; the first reason to reject them, or ``None``.
 
     ``max_len`` caps the number of statements (``None``: no cap); ``n_slots`` caps how many
-    distinct state slots the program may use.
+    distinct state slots the program may use; ``require_lr`` rejects an ``update`` that does
+    not depend on ``lr`` (now or through state).
     """
     if max_len is not None and len(statements) > max_len:
         return Rejection.TOO_LONG
@@ -104,15 +110,16 @@ def check(
         return Rejection.TOO_MANY_SLOTS
     if not any(st.target == OUTPUT for st in statements):
         return Rejection.NO_UPDATE
-    return _flow(statements)
+    return _flow(statements, require_lr)
 
 
-def check_program(program: Program, *, max_len: int | None = None, n_slots: int = 4):
+def check_program(program: Program, *, max_len: int | None = None, n_slots: int = 4,
+                  require_lr: bool = True):
     """:func:`check` for a constructed :class:`Program`."""
-    return check(program.statements, max_len=max_len, n_slots=n_slots)
+    return check(program.statements, max_len=max_len, n_slots=n_slots, require_lr=require_lr)
 
 
-def _flow(statements: Sequence[Statement]) -> Rejection | None:
+def _flow(statements: Sequence[Statement], require_lr: bool) -> Rejection | None:
     """Shape classes and input dependence, to a fixed point over steps (state slots)."""
     slot_deps: dict[str, frozenset[str]] = {s: frozenset() for s in STATE_SLOTS}
     while True:
@@ -144,4 +151,6 @@ def _flow(statements: Sequence[Statement]) -> Rejection | None:
         return Rejection.UPDATE_SHAPE
     if "g" not in deps[OUTPUT]:
         return Rejection.UPDATE_IGNORES_GRADIENT
+    if require_lr and "lr" not in deps[OUTPUT]:
+        return Rejection.IGNORES_LR
     return None

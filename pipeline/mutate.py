@@ -61,6 +61,9 @@ class MutationConfig:
         literal_prob: chance that a new argument is a constant, where the op allows one.
         max_redraws: how many children to draw before giving up on a parent.
         ops: names of the ops a new statement may use; empty means every op in ``OPS``.
+        require_lr: reject children whose ``update`` does not depend on ``lr`` (abstract
+            execution's ``ignores_lr``). On by default: such a rule ignores the learning
+            rate and every schedule it is given; switch it off only to study them.
     """
 
     insert: float = 0.3
@@ -73,6 +76,7 @@ class MutationConfig:
     literal_prob: float = 0.2
     max_redraws: int = 100
     ops: tuple[str, ...] = ()
+    require_lr: bool = True
 
     def __post_init__(self) -> None:
         weights = self.weights()
@@ -262,7 +266,8 @@ def mutate(parent: Program, rng: np.random.Generator, config: MutationConfig) ->
     for _ in range(config.max_redraws):
         kind = _draw_kind(rng, config)
         statements = _apply(kind, parent, rng, config)
-        reason = check(statements, max_len=config.max_len, n_slots=config.n_slots)
+        reason = check(statements, max_len=config.max_len, n_slots=config.n_slots,
+                       require_lr=config.require_lr)
         if reason is None:
             child = _construct(statements)
             if child is None:
@@ -275,25 +280,33 @@ def mutate(parent: Program, rng: np.random.Generator, config: MutationConfig) ->
     return MutationResult(None, kind, statements, reason, rejections)
 
 
+# A random program is accepted about once in 50 draws when it must read lr and g (measured:
+# 47-85 draws of 3-15 statements; 5 without the lr rule), so it gets this many times the
+# mutator's redraws.
+RANDOM_REDRAWS = 20
+
+
 def random_program(
     rng: np.random.Generator, length: int, config: MutationConfig
 ) -> tuple[Program | None, tuple[Statement, ...], Rejection | None, Counter]:
     """A random program of ``length`` statements whose last one assigns ``update``.
 
-    Redraws until abstract execution accepts it (at most ``config.max_redraws`` times);
+    Redraws until abstract execution accepts it (at most ``config.max_redraws`` x
+    ``RANDOM_REDRAWS`` times);
     returns ``(program or None, last statements, last rejection, rejections counted)``.
     """
     rejections: Counter = Counter()
     statements: tuple[Statement, ...] = ()
     reason: Rejection | None = None
     slots = list(STATE_SLOTS[: config.n_slots])
-    for _ in range(config.max_redraws):
+    for _ in range(config.max_redraws * RANDOM_REDRAWS):
         body: list[Statement] = []
         for i in range(length):
             target = OUTPUT if i == length - 1 else _target(rng, body, slots)
             body.append(random_statement(rng, _readable(body, i, slots), target, config))
         statements = tuple(body)
-        reason = check(statements, max_len=config.max_len, n_slots=config.n_slots)
+        reason = check(statements, max_len=config.max_len, n_slots=config.n_slots,
+                       require_lr=config.require_lr)
         if reason is None:
             program = _construct(statements)
             if program is not None:

@@ -52,10 +52,17 @@ update = u + wd
     )
 
 
-def paper_adamw() -> Program:
-    """The Lion paper's 9-statement AdamW seed (no bias correction, lr scaled by 1e-3)."""
+def paper_adamw(lr_scale: float = 1.0) -> Program:
+    """The Lion paper's AdamW seed: no bias correction, weight decay 0.01 on ``w``.
+
+    The paper's 9-statement text multiplies ``lr`` by 1e-3 (``paper_adamw(lr_scale=1e-3)``):
+    its ``lr`` input is 1000x ours. By default that statement is left out, so the seed trains
+    at the rate it is given; a search warm-started at a step 1000x too small mostly learns to
+    make the step bigger.
+    """
+    scale = f"lr = lr * {_n(lr_scale)}\n" if lr_scale != 1.0 else ""
     return Program.parse(
-        """\
+        f"""\
 g2 = square(g)
 m = interp(g, m, 0.9)
 v = interp(g2, v, 0.999)
@@ -63,8 +70,7 @@ sqrt_v = sqrt(v)
 update = m / sqrt_v
 wd = w * 0.01
 update = update + wd
-lr = lr * 0.001
-update = update * lr
+{scale}update = update * lr
 """
     )
 

@@ -10,7 +10,7 @@ import pytest
 from pipeline import seeds
 from pipeline.abstract import Rejection, check, check_program
 from pipeline.execute import numpy_step
-from pipeline.mutate import MutationConfig, random_statement
+from pipeline.mutate import MutationConfig, mutate, random_statement
 from pipeline.program import INPUTS, STATE_SLOTS, Program, ProgramError, Statement
 
 
@@ -61,6 +61,12 @@ INVALID = [
      Rejection.UPDATE_IGNORES_GRADIENT),
     ("g only in dead code", (S("x", "sign", "g"), S("update", "mul", "w", "lr")),
      Rejection.UPDATE_IGNORES_GRADIENT),
+    ("update never reads lr", (S("update", "sign", "g"),), Rejection.IGNORES_LR),
+    ("a built-in step size", (S("update", "mul", "g", 0.01),), Rejection.IGNORES_LR),
+    ("lr only in dead code", (S("x", "mul", "g", "lr"), S("update", "sign", "g")),
+     Rejection.IGNORES_LR),
+    ("lr overwritten by a function of t", (S("lr", "arctanh", "t"), S("update", "mul", "g", "lr")),
+     Rejection.IGNORES_LR),
 ]
 
 
@@ -75,11 +81,13 @@ VALID = [
     ("g reaches update through a slot written from a temp",
      (S("update", "mul", "v", "lr"), S("x", "sign", "g"), S("v", "add", "x", "v"))),
     ("tensor update scaled by a reduction of g",
-     (S("n", "norm", "g"), S("update", "mul", "w", "n"))),
+     (S("n", "norm", "g"), S("x", "mul", "w", "n"), S("update", "mul", "x", "lr"))),
+    ("lr reaches update only through state",
+     (S("x", "mul", "g", "lr"), S("m", "interp", "x", "m", 0.9), S("update", "mul", "m", 2.0))),
     ("a scalar written to a slot is broadcast to w's shape",
      (S("m", "dot", "g", "w"), S("update", "mul", "m", "lr"))),
     ("inputs may be reassigned", (S("lr", "mul", "lr", 0.001), S("update", "mul", "g", "lr"))),
-    ("constant op", (S("c", "pi"), S("update", "mul", "g", "c"))),
+    ("constant op", (S("c", "pi"), S("x", "mul", "g", "c"), S("update", "mul", "x", "lr"))),
 ]
 
 
@@ -88,13 +96,37 @@ def test_valid_program_is_accepted(name, statements):
     assert check(statements, max_len=30, n_slots=2) is None
 
 
+@pytest.mark.parametrize("name,statements,reason",
+                         [c for c in INVALID if c[2] is Rejection.IGNORES_LR],
+                         ids=[c[0] for c in INVALID if c[2] is Rejection.IGNORES_LR])
+def test_ignores_lr_is_allowed_when_switched_off(name, statements, reason):
+    assert check(statements, max_len=30, n_slots=2, require_lr=False) is None
+
+
+def test_mutation_never_yields_a_child_that_ignores_lr():
+    rng = np.random.default_rng(0)
+    config = MutationConfig(max_len=20)
+    parent = seeds.adamw()
+    for _ in range(300):
+        result = mutate(parent, rng, config)
+        if result.child is not None:
+            assert check_program(result.child) is None
+            parent = result.child
+    relaxed = MutationConfig(max_len=20, require_lr=False)
+    ignoring = 0
+    for _ in range(300):
+        result = mutate(seeds.signsgd(), rng, relaxed)
+        ignoring += result.child is not None and not result.child.reads_lr
+    assert ignoring > 0  # without the switch such children do occur
+
+
 @pytest.mark.parametrize("name", sorted(seeds.SEEDS))
 def test_every_seed_is_accepted_with_two_slots(name):
     assert check_program(seeds.SEEDS[name](), n_slots=2) is None
 
 
 def test_slot_cap_counts_distinct_slots():
-    adam = seeds.paper_adamw()  # uses m and v
+    adam = seeds.paper_adamw(lr_scale=1e-3)  # uses m and v
     assert check_program(adam, n_slots=1) is Rejection.TOO_MANY_SLOTS
     assert check_program(seeds.signsgd(), n_slots=0) is None
 

@@ -75,12 +75,12 @@ def test_age_drops_the_oldest_and_keeps_the_size():
 
 
 def test_warm_start_fills_the_population_with_the_evaluated_seed():
-    search = Search(SMALL, seeds.paper_adamw(), rng_seed=0)
+    search = Search(SMALL, seeds.paper_adamw(lr_scale=1e-3), rng_seed=0)
     records = search.step(evaluate_each(TASK))
     assert len(records) == 1 and records[0].mutation == "seed" and records[0].generation == 0
-    assert records[0].fitness == pytest.approx(TASK(seeds.paper_adamw()))
+    assert records[0].fitness == pytest.approx(TASK(seeds.paper_adamw(lr_scale=1e-3)))
     assert len(search.population) == 16
-    assert {i.program for i in search.population} == {seeds.paper_adamw()}
+    assert {i.program for i in search.population} == {seeds.paper_adamw(lr_scale=1e-3)}
     assert search.best.fitness == records[0].fitness
 
 
@@ -262,7 +262,7 @@ def test_resume_refuses_an_unknown_checkpoint_version(tmp_path):
 
 
 def _golden_run():
-    search = Search(SMALL, seeds.paper_adamw(), rng_seed=2023)
+    search = Search(SMALL, seeds.paper_adamw(lr_scale=1e-3), rng_seed=2023)
     search.run(evaluate_each(TASK), 80)
     return {
         "records": [
@@ -306,9 +306,9 @@ def test_evolution_beats_the_adamw_seed_and_random_search_at_the_same_budget(rng
     """
     config = EvolutionConfig(population_size=20, tournament_size=5, batch_size=16)
     evaluate = evaluate_each(TASK)
-    evo = Search(config, seeds.paper_adamw(), rng_seed=rng_seed)
+    evo = Search(config, seeds.paper_adamw(lr_scale=1e-3), rng_seed=rng_seed)
     evo.run(evaluate, 400)
-    rnd = random_search(config, seeds.paper_adamw(), rng_seed=rng_seed)
+    rnd = random_search(config, seeds.paper_adamw(lr_scale=1e-3), rng_seed=rng_seed)
     rnd.run(evaluate, 400)
     seed_fitness = evo.seed_individual.fitness
     assert evo.best.fitness > seed_fitness + 1.0  # over 10x lower loss
@@ -318,7 +318,7 @@ def test_evolution_beats_the_adamw_seed_and_random_search_at_the_same_budget(rng
 
 def test_baselines_share_the_interface_and_do_what_they_say():
     config = EvolutionConfig(population_size=10, tournament_size=3, batch_size=8)
-    seed = seeds.paper_adamw()
+    seed = seeds.paper_adamw(lr_scale=1e-3)
     hp = hyperparameter_search(config, seed, rng_seed=0)
     hp.run(evaluate_each(TASK), 60)
     ops = [(st.target, st.op) for st in seed.statements]

@@ -106,7 +106,7 @@ def test_lion_itself_is_already_simple():
 
 
 def test_exact_passes_alone_leave_adamw_and_paper_adamw_unchanged():
-    for program in (seeds.adamw(), seeds.paper_adamw()):
+    for program in (seeds.adamw(), seeds.paper_adamw(lr_scale=1e-3)):
         result = simplify(program)
         assert result.program == program
         assert result.fitness_before is None and result.fitness_after is None
@@ -114,7 +114,7 @@ def test_exact_passes_alone_leave_adamw_and_paper_adamw_unchanged():
 
 def test_paper_adamw_keeps_every_statement_at_its_own_lr_scale():
     # paper_adamw multiplies lr by 1e-3, so its task runs at lr 10.
-    program = seeds.paper_adamw()
+    program = seeds.paper_adamw(lr_scale=1e-3)
     result = simplify(program, Quadratic(lr=10.0), tolerance=TOL)
     assert result.program == program
     assert same_behaviour(program, result.program)
@@ -132,7 +132,7 @@ def test_adamw_simplified_with_fitness_keeps_its_behaviour():
 
 
 def test_absorb_lr_scale_moves_paper_adamws_1e3_into_the_learning_rate():
-    program = seeds.paper_adamw()
+    program = seeds.paper_adamw(lr_scale=1e-3)
     result = simplify(program, absorb_lr_scale=True)
     assert result.lr_scale == pytest.approx(1e-3)
     assert result.length_after == len(program) - 1
