@@ -14,6 +14,7 @@ from pipeline.tasks import (
     Cifar10Conv,
     DatasetNotFound,
     DigitsMLP,
+    Metric,
     MnistMLP,
     TeacherRegression,
     load_cifar10,
@@ -158,4 +159,20 @@ def test_missing_cache_fails_fast_with_a_clear_error(tmp_path):
 
 def test_registry_lists_every_task():
     assert set(TASKS) == {"teacher", "digits_mlp", "digits_conv", "char_lm", "mnist_mlp",
-                          "cifar10_conv"}
+                          "cifar10_conv", "synth_mlp", "teacher_deep"}
+
+
+@pytest.mark.parametrize("name", ["synth_mlp", "teacher_deep"])
+def test_held_out_tasks_are_generated_deterministically_and_differ_from_the_proxies(name):
+    a, b = make_task(name).data(), make_task(name).data()
+    assert np.array_equal(a.x_train, b.x_train) and np.array_equal(a.y_val, b.y_val)
+    other = make_task(name, data_seed=1).data()
+    assert not np.array_equal(a.x_train, other.x_train)
+    task = make_task(name)
+    assert task.metric is Metric.NEG_VAL_LOSS
+    out = task.apply([tf.constant(p[None]) for p in task.init_params()], tf.constant(a.x_val))
+    assert np.isfinite(task.loss(out, tf.constant(a.y_val)).numpy()).all()
+    if name == "synth_mlp":
+        assert set(np.unique(a.y_train)) == set(range(task.n_classes))
+    else:
+        assert a.x_train.shape[1] != make_task("teacher").data().x_train.shape[1]

@@ -14,6 +14,7 @@ from pipeline.tasks.base import Metric, Task, TaskData
 from pipeline.tasks.cache import Cifar10Conv, DatasetNotFound, MnistMLP, load_cifar10, load_mnist
 from pipeline.tasks.charlm import CharLM
 from pipeline.tasks.digits import DigitsConv, DigitsMLP
+from pipeline.tasks.synthetic import SynthMLP, TeacherDeep
 from pipeline.tasks.teacher import TeacherRegression
 
 __all__ = [
@@ -25,8 +26,10 @@ __all__ = [
     "DigitsMLP",
     "Metric",
     "MnistMLP",
+    "SynthMLP",
     "Task",
     "TaskData",
+    "TeacherDeep",
     "TeacherRegression",
     "load_cifar10",
     "load_mnist",
@@ -40,6 +43,8 @@ TASKS: dict[str, type[Task]] = {
     "char_lm": CharLM,
     "mnist_mlp": MnistMLP,
     "cifar10_conv": Cifar10Conv,
+    "synth_mlp": SynthMLP,
+    "teacher_deep": TeacherDeep,
 }
 
 

@@ -111,7 +111,8 @@ def _subset(arrays: dict[str, np.ndarray], n_train: int, n_val: int, data_seed: 
 
 @dataclass(frozen=True)
 class MnistMLP(MLPClassifier):
-    """MNIST with an MLP 784-128-10 on a training subset. Metric: validation accuracy."""
+    """MNIST with an MLP 784-128-10 on a training subset.
+    Metric: negative validation cross-entropy."""
 
     cache_dir: str | None = None
     base_hidden: int = 128
@@ -130,7 +131,8 @@ class MnistMLP(MLPClassifier):
 
 @dataclass(frozen=True)
 class Cifar10Conv(ConvClassifier):
-    """CIFAR-10 with the small ConvNet (16 and 32 channels at 1x). Metric: validation accuracy."""
+    """CIFAR-10 with the small ConvNet (16 and 32 channels at 1x).
+    Metric: negative validation cross-entropy."""
 
     cache_dir: str | None = None
     base_channels: tuple[int, int] = (16, 32)

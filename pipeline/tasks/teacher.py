@@ -28,7 +28,7 @@ class TeacherRegression(Task):
     n_val: int = 256
     base_steps: int = 200
     batch_size: int = 32
-    learning_rate: float = 0.01
+    learning_rate: float = 0.02  # AdamW's tuned rate on this proxy (benchmarks/proxy_validity.py)
     name: str = "teacher"
     metric = Metric.NEG_VAL_LOSS
 
