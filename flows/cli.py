@@ -178,8 +178,12 @@ def _print_discover(out: dict) -> None:
           f"cache hit rate {ev['structural_hit_rate'] + ev['fec_hit_rate']:.1%}")
     print("\nfunnel (mean metric over seeds; 'beats' = beats the AdamW baseline):")
     print(out["funnel"])
-    print(f"\nwinner ({'beat' if out['beat_baseline_in_funnel'] else 'did NOT beat'} AdamW in "
-          "the funnel), simplified:")
+    print(f"proxy noise (the warm start's seed-to-seed std of the proxy fitness): "
+          f"{out['proxy_noise']:.4g}")
+    if out["beat_baseline_in_funnel"]:
+        print("\nwinner (beat AdamW at every stage of the funnel), simplified:")
+    else:
+        print("\nno candidate beat AdamW in the funnel: the champion is the baseline itself")
     print("  " + out["winner"].rstrip().replace("\n", "\n  "))
     if not Program.parse(out["winner"]).reads_lr:
         print("  note: this rule never reads lr: its step size is built in, and the learning\n"

@@ -22,6 +22,7 @@ from pipeline.evaluate import Hurdles
 from pipeline.evolve import EvolutionConfig, RestartFrom, Strategy
 from pipeline.funnel import Stage
 from pipeline.mutate import MutationConfig
+from pipeline.proxy import Proxy
 
 __all__ = [
     "ConfigError",
@@ -50,6 +51,7 @@ def _register() -> dict[str, type]:
         "MutationConfig": MutationConfig,
         "Hurdles": Hurdles,
         "Stage": Stage,
+        "Proxy": Proxy,
     }
     out = {name: gin.external_configurable(cls, name=name) for name, cls in classes.items()}
     gin.constant("RESTART_SEED", RestartFrom.SEED)

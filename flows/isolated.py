@@ -4,7 +4,7 @@ really stops (a thread cannot be stopped, and TF does not look at deadlines mid-
 Workers are spawned (never forked: TensorFlow is imported here), import TensorFlow once,
 say they are ready, then evaluate one batch at a time; an idle worker is reused, a late one
 is killed and replaced by a fresh one on the next call. Only our own values cross the pipe
-(program texts, the task's name and settings, fitnesses). Starting a worker (seconds) does
+(program texts, the proxy's and hurdles' settings, fitnesses). Starting a worker (seconds) does
 not count against the deadline; tracing the evaluator in a fresh worker does.
 """
 
@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection
 
 from pipeline.evaluate import Hurdles
+from pipeline.proxy import Proxy
 
 __all__ = ["EvaluationTimeout", "evaluate_with_deadline"]
 
@@ -34,11 +35,11 @@ def _serve(conn: Connection) -> None:
     conn.send("ready")
     while True:
         try:
-            texts, task, scale, seed, hurdles = conn.recv()
+            texts, proxy, hurdles = conn.recv()
         except EOFError:  # the parent is gone
             return
         try:
-            conn.send(("ok", evaluate_texts(texts, task, scale, seed, hurdles)))
+            conn.send(("ok", evaluate_texts(texts, proxy, hurdles)))
         except Exception as err:  # noqa: BLE001 - reported to the parent, which raises
             conn.send(("error", f"{type(err).__name__}: {err}"))
 
@@ -67,15 +68,15 @@ def _kill(proc: mp.Process, conn: Connection) -> None:
 
 
 def evaluate_with_deadline(
-    texts: Sequence[str], task: str, scale: float, seed: int, hurdles: Hurdles, seconds: float
-) -> list[float]:
+    texts: Sequence[str], proxy: Proxy, hurdles: Hurdles, seconds: float
+) -> list:
     """``flows.stages.evaluate_texts`` in a worker process, killed after ``seconds``.
 
     Raises :class:`EvaluationTimeout` when the batch is late.
     """
     proc, conn = _worker()
     try:
-        conn.send((list(texts), task, scale, seed, hurdles))
+        conn.send((list(texts), proxy, hurdles))
         ready = conn.poll(seconds)
     except (OSError, EOFError):
         ready = False

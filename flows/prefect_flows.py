@@ -18,8 +18,10 @@ from prefect.cache_policies import NO_CACHE
 from flows import config, stages
 from flows.progress import Progress
 from flows.settings import EvolveSettings
+from pipeline import seeds as seed_programs
 from pipeline.evaluate import Hurdles
 from pipeline.program import Program
+from pipeline.proxy import Proxy
 from pipeline.tracking import Tracker
 
 __all__ = [
@@ -36,33 +38,30 @@ __all__ = [
     retries=2,
     retry_delay_seconds=1,
     cache_policy=NO_CACHE,
-    task_run_name="evaluate {task_name} x{scale}: {n} candidates",
+    task_run_name="evaluate {n} candidates",
 )
 def evaluate_chunk(
     texts: list[str],
-    task_name: str,
-    scale: float,
-    seed: int,
+    proxy: Proxy,
     hurdles: Hurdles,
     cache_dir: str | None,
     n: int,
     timeout_s: float | None = None,
 ) -> list:
     """One chunk of candidates trained together; persisted so a re-run reuses it."""
-    return stages.evaluate_texts(texts, task_name, scale, seed, hurdles, cache_dir, timeout_s)
+    return stages.evaluate_texts(texts, proxy, hurdles, cache_dir, timeout_s)
 
 
-def prefect_evaluator(cfg: EvolveSettings, cache_dir: str | None) -> stages.EvaluateBatch:
-    """``programs -> fitnesses`` through Prefect tasks of ``cfg.eval_chunk`` programs each."""
+def prefect_evaluator(cfg: EvolveSettings, proxy: Proxy, cache_dir: str | None
+                      ) -> stages.EvaluateBatch:
+    """``programs -> fitnesses`` on the calibrated ``proxy``, through Prefect tasks of
+    ``cfg.eval_chunk`` programs each."""
 
     def run(programs: Sequence[Program]) -> list:
         texts = [p.to_text() for p in programs]
         chunks = [texts[i : i + cfg.eval_chunk] for i in range(0, len(texts), cfg.eval_chunk)]
         futures = [
-            evaluate_chunk.submit(
-                c, cfg.task, cfg.scale, cfg.task_seed, cfg.hurdles, cache_dir, len(c),
-                cfg.eval_timeout_s,
-            )
+            evaluate_chunk.submit(c, proxy, cfg.hurdles, cache_dir, len(c), cfg.eval_timeout_s)
             for c in chunks
         ]
         return [f for fut in futures for f in fut.result()]
@@ -70,13 +69,11 @@ def prefect_evaluator(cfg: EvolveSettings, cache_dir: str | None) -> stages.Eval
     return run
 
 
-def proxy_fitness(cfg: EvolveSettings):
-    """One program's fitness on the proxy task (for the simplifier's low-effect pass)."""
+def proxy_fitness(cfg: EvolveSettings, proxy: Proxy):
+    """One program's fitness on the calibrated ``proxy`` (the simplifier's low-effect pass)."""
 
     def fitness(program: Program) -> float:
-        return stages.evaluate_texts(
-            [program.to_text()], cfg.task, cfg.scale, cfg.task_seed, cfg.hurdles
-        )[0]
+        return stages.evaluate_texts([program.to_text()], proxy, cfg.hurdles)[0].fitness
 
     return fitness
 
@@ -100,7 +97,9 @@ def evolve_flow(
                      run_id=stages.remembered_run(run_dir, tracker, "evolve")) as run_id:
         stages.remember_run(run_dir, tracker, "evolve", run_id)  # a re-run reopens this run
         search = stages.evolve_stage(
-            cfg, exp, run_dir, prefect_evaluator(cfg, str(Path(run_dir) / "batches")),
+            cfg, exp, run_dir,
+            prefect_evaluator(cfg, stages.calibrated_proxy(cfg, run_dir, tracker),
+                              str(Path(run_dir) / "batches")),
             budget=budget, tracker=tracker,
             progress=Progress(budget or cfg.budget) if show_progress else None,
         )
@@ -130,10 +129,12 @@ def simplify_flow(program_text: str, gin_files: list[str],
     """A program simplified to a readable rule; returns its text."""
     text, exp, tracker = _setup(gin_files, gin_params or [])
     program = Program.parse(program_text)
+    evolve_cfg = config.configured("EvolveSettings")
     with tracker.run("simplify", config_text=text, seed=exp.seed):
+        proxy = stages.calibrated_proxy(evolve_cfg, tracker=tracker)
         result = stages.simplify_stage(
-            program, config.configured("SimplifySettings"),
-            proxy_fitness(config.configured("EvolveSettings")), tracker,
+            program, config.configured("SimplifySettings"), proxy_fitness(evolve_cfg, proxy),
+            proxy.noise, tracker,
         )
     print(result.summary())
     return result.program.to_text()
@@ -172,21 +173,25 @@ def discover_flow(
         with tracker.stage("evolve",
                            run_id=stages.remembered_run(run_dir, tracker, "evolve")) as ev_id:
             stages.remember_run(run_dir, tracker, "evolve", ev_id)
+            proxy = stages.calibrated_proxy(evolve_cfg, run_dir, tracker)
             search = stages.evolve_stage(
                 evolve_cfg, exp, run_dir,
-                prefect_evaluator(evolve_cfg, str(Path(run_dir) / "batches")),
+                prefect_evaluator(evolve_cfg, proxy, str(Path(run_dir) / "batches")),
                 budget=budget, tracker=tracker,
                 progress=Progress(budget or evolve_cfg.budget) if show_progress else None,
             )
+        stage_evaluator = stages.stage_evaluator(evolve_cfg)
         with tracker.stage("funnel"):
-            funnel = stages.funnel_stage(
-                search, funnel_cfg, stages.stage_evaluator(evolve_cfg), tracker
-            )
-        chosen = funnel.winner or funnel.best_effort or search.best.program
+            funnel = stages.funnel_stage(search, funnel_cfg, stage_evaluator, tracker)
+        # The champion is what the funnel validated; when no candidate beat the baseline
+        # there, nothing better was found and the baseline itself is registered.
         beat = funnel.winner is not None
+        chosen = funnel.winner if beat else seed_programs.SEEDS[funnel_cfg.baseline]()
         with tracker.stage("simplify"):
             simple = stages.simplify_stage(
-                chosen, simplify_cfg, proxy_fitness(evolve_cfg), tracker
+                chosen, simplify_cfg, proxy_fitness(evolve_cfg, proxy),
+                proxy.noise if beat else None, tracker,
+                stages.last_stage_check(funnel, funnel_cfg, stage_evaluator) if beat else None,
             )
             tracker.log_lineage(chosen.structural_hash(), search.records)
         with tracker.stage("benchmark"):
@@ -202,6 +207,7 @@ def discover_flow(
         "experiment": exp.name,
         "winner": simple.program.to_text(),
         "beat_baseline_in_funnel": beat,
+        "proxy_noise": proxy.noise,
         "registered": f"models:/{register_cfg.model_name}@{register_cfg.alias}",
         "model_version": getattr(version, "version", None),
         "evolve": stages.summary_of(search),

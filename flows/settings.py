@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pipeline.evaluate import Hurdles
 from pipeline.evolve import EvolutionConfig
 from pipeline.funnel import Stage
+from pipeline.proxy import Proxy
 
 __all__ = [
     "BenchmarkSettings",
@@ -36,8 +37,10 @@ class EvolveSettings:
     """The search on the proxy task.
 
     Attributes:
-        task, scale, task_seed: the proxy (``pipeline.tasks``); the seed fixes init and data.
-        seed_program: the warm start, a name in ``pipeline.seeds.SEEDS``.
+        proxy: the proxy fitness (``pipeline.proxy.Proxy``): tasks, scale, seed, the
+            learning-rate multipliers each candidate is trained at, how tasks combine.
+        seed_program: the warm start, a name in ``pipeline.seeds.SEEDS``; it is also what
+            the proxy is calibrated on (its seed-to-seed noise).
         budget: candidates to propose (the CLI's ``--budget`` overrides).
         max_seconds: also stop after this much wall time (None: no limit).
         evolution: population, tournament, batch size, restarts, caches, mutation.
@@ -48,10 +51,8 @@ class EvolveSettings:
             then score worst, with the rejection "timeout", and the search goes on.
     """
 
-    task: str = "teacher"
-    scale: float = 1.0
-    task_seed: int = 0
-    seed_program: str = "paper_adamw"
+    proxy: Proxy = field(default_factory=Proxy)
+    seed_program: str = "adamw"
     budget: int = 1000
     max_seconds: float | None = None
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
@@ -73,22 +74,50 @@ class FunnelSettings:
 
 @dataclass(frozen=True)
 class SimplifySettings:
-    """Simplification of the winner; the low-effect pass scores on the proxy task."""
+    """Simplification of the winner.
 
-    tolerance: float = 0.02
+    Attributes:
+        noise_fraction: the proxy fitness a low-effect removal may cost, as a fraction of the
+            warm start's seed-to-seed standard deviation on the proxy (its calibration), never
+            an absolute number: a 0.02 tolerance meant nothing on a loss of 0.03.
+        evolve_steps: random multi-statement deletions tried per round.
+
+    The simplified rule is then re-scored on the funnel's last stage with the funnel's seeds;
+    if it is worse than the rule the funnel validated beyond the seed spread there, only the
+    exact passes (dead code, rewrites checked equal) are kept.
+    """
+
+    noise_fraction: float = 0.5
     evolve_steps: int = 20
+
+    def __post_init__(self) -> None:
+        if not self.noise_fraction >= 0:
+            raise ValueError("SimplifySettings.noise_fraction must be >= 0. "
+                             f"Received: {self.noise_fraction}")
 
 
 @dataclass(frozen=True)
 class BenchmarkSettings:
-    """The final comparison: winner vs Keras' AdamW and Lion, same grid, seeds and steps."""
+    """The final comparison: winner vs Keras' AdamW and Lion, same grid, seeds and steps.
+
+    Each contender's grid is centred on the task's own ``learning_rate`` (AdamW's tuned rate
+    there) times a scale: 1 for AdamW, ``lion_lr_scale`` for Lion (the paper: 3-10x
+    smaller), the funnel's winning multiplier for the discovered rule. A grid whose best
+    rate is at an edge grows (``pipeline.benchmark.run_benchmark``).
+    """
 
     tasks: tuple[str, ...] = ("digits_mlp", "char_lm")
     scale: float = 1.0
     seeds: tuple[int, ...] = (0, 1)
     lr_multipliers: tuple[float, ...] = (0.1, 1 / 3, 1.0, 3.0, 10.0)
-    adamw_lr: float = 1e-3
-    lion_lr: float = 1e-4
+    adamw_lr_scale: float = 1.0
+    lion_lr_scale: float = 0.2
+
+    def __post_init__(self) -> None:
+        for name in ("adamw_lr_scale", "lion_lr_scale"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"BenchmarkSettings.{name} must be > 0. "
+                                 f"Received: {getattr(self, name)}")
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ import hashlib
 import json
 import math
 import os
+import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from flows.progress import Progress
@@ -28,8 +29,10 @@ from pipeline import seeds as seed_programs
 from pipeline.benchmark import BenchmarkResult, keras_contender, program_contender, run_benchmark
 from pipeline.evaluate import Hurdles, evaluate
 from pipeline.evolve import Budget, Scored, Search
-from pipeline.funnel import FunnelResult, Stage, run_funnel, top_k_distinct
+from pipeline.funnel import FunnelResult, Stage, run_funnel, score_stage, top_k_distinct
 from pipeline.program import Program
+from pipeline.proxy import Proxy, calibrate
+from pipeline.proxy import score as proxy_score
 from pipeline.simplify import SimplifyResult, simplify
 from pipeline.tasks import make_task
 from pipeline.tracking import Tracker
@@ -37,21 +40,25 @@ from pipeline.tracking import Tracker
 __all__ = [
     "EvaluateBatch",
     "batch_key",
+    "calibrated_proxy",
     "benchmark_stage",
     "evaluate_texts",
     "evolve_stage",
     "funnel_stage",
+    "last_stage_check",
     "register_stage",
     "remember_run",
     "remembered_run",
     "simplify_stage",
     "summary_of",
+    "task_evaluator",
 ]
 
 # programs -> fitnesses (higher is better) or evaluator verdicts, in order
 EvaluateBatch = Callable[[Sequence[Program]], "list[float | Scored]"]
 
 SEARCH_FILE = "search.json"
+CALIBRATION_FILE = "calibration.json"
 SUMMARY_FILE = "summary.json"
 TRACKING_FILE = "tracking.json"
 
@@ -90,45 +97,54 @@ def remember_run(run_dir: str | os.PathLike, tracker: Tracker, key: str, run_id:
 # ---- evaluation -------------------------------------------------------------------------------
 
 
-def batch_key(texts: Sequence[str], task: str, scale: float, seed: int, hurdles: Hurdles) -> str:
-    """A content key for one evaluation batch: same programs and task, same key."""
-    payload = json.dumps([list(texts), task, scale, seed, repr(hurdles)])
+def batch_key(texts: Sequence[str], proxy: Proxy, hurdles: Hurdles) -> str:
+    """A content key for one evaluation batch: same programs and proxy, same key."""
+    payload = json.dumps([list(texts), proxy.to_json(), repr(hurdles)])
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def task_evaluator(hurdles: Hurdles):
+    """``evaluate(programs, task, scale, seed) -> fitnesses`` on the batched TF evaluator."""
+
+    def run(programs: Sequence[Program], task: str, scale: float, seed: int) -> list[float]:
+        return [r.fitness for r in evaluate(list(programs), task, scale, seed, hurdles=hurdles)]
+
+    return run
 
 
 def evaluate_texts(
     texts: Sequence[str],
-    task: str,
-    scale: float,
-    seed: int,
+    proxy: Proxy,
     hurdles: Hurdles,
     cache_dir: str | None = None,
     timeout_s: float | None = None,
-) -> list[float | Scored]:
-    """Fitnesses of programs given as text (parsed by our parser), persisted as JSON.
+) -> list[Scored]:
+    """Proxy fitnesses of programs given as text (parsed by our parser), persisted as JSON.
 
-    With ``cache_dir``, a finished batch is written there atomically and a later call with
-    the same key (a re-run after a crash) reads it instead of training again. With
-    ``timeout_s`` the batch trains in a worker process that is killed past that many
-    seconds; its programs then score worst with the rejection ``"timeout"`` (persisted too,
-    so a resumed search sees the same verdict).
+    Each result carries the learning-rate multiplier that won on each proxy task. With
+    ``cache_dir``, a finished batch is written there atomically and a later call with the
+    same key (a re-run after a crash) reads it instead of training again. With ``timeout_s``
+    the batch trains in a worker process that is killed past that many seconds; its programs
+    then score worst with the rejection ``"timeout"`` (persisted too, so a resumed search
+    sees the same verdict).
     """
     path = None
     if cache_dir is not None:
-        path = Path(cache_dir) / f"{batch_key(texts, task, scale, seed, hurdles)}.json"
+        path = Path(cache_dir) / f"{batch_key(texts, proxy, hurdles)}.json"
         if path.exists():
             return _batch_from_json(json.loads(path.read_text()))
-    results: list[float | Scored]
+    results: list[Scored]
     if timeout_s is not None:
         from flows.isolated import EvaluationTimeout, evaluate_with_deadline
 
         try:
-            results = list(evaluate_with_deadline(texts, task, scale, seed, hurdles, timeout_s))
+            results = list(evaluate_with_deadline(texts, proxy, hurdles, timeout_s))
         except EvaluationTimeout:
             results = [Scored(rejection=TIMEOUT) for _ in texts]
     else:
         programs = [Program.parse(t) for t in texts]
-        results = [r.fitness for r in evaluate(programs, task, scale, seed, hurdles=hurdles)]
+        results = [Scored(s.fitness, "", s.lr_multipliers)
+                   for s in proxy_score(programs, proxy, task_evaluator(hurdles))]
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -140,20 +156,15 @@ def evaluate_texts(
 TIMEOUT = "timeout"  # the rejection of a candidate whose batch ran past its time limit
 
 
-def _batch_to_json(results: Sequence[float | Scored]) -> list | dict:
-    """A plain list of fitnesses; with rejections, ``{"fitness": [...], "rejection": [...]}``."""
-    fitness = [_to_json(r.fitness if isinstance(r, Scored) else r) for r in results]
-    if not any(isinstance(r, Scored) for r in results):
-        return fitness
-    return {"fitness": fitness,
-            "rejection": [r.rejection if isinstance(r, Scored) else "" for r in results]}
+def _batch_to_json(results: Sequence[Scored]) -> dict:
+    return {"fitness": [_to_json(r.fitness) for r in results],
+            "rejection": [r.rejection for r in results],
+            "lr_multipliers": [list(r.lr_multipliers) for r in results]}
 
 
-def _batch_from_json(d: list | dict) -> list[float | Scored]:
-    if isinstance(d, list):
-        return [_from_json(x) for x in d]
-    return [Scored(_from_json(f), why) if why else _from_json(f)
-            for f, why in zip(d["fitness"], d["rejection"], strict=True)]
+def _batch_from_json(d: dict) -> list[Scored]:
+    return [Scored(_from_json(f), why, tuple(mults)) for f, why, mults
+            in zip(d["fitness"], d["rejection"], d["lr_multipliers"], strict=True)]
 
 
 def _to_json(x: float) -> float | None:
@@ -162,6 +173,39 @@ def _to_json(x: float) -> float | None:
 
 def _from_json(x: float | None) -> float:
     return -math.inf if x is None else float(x)
+
+
+def calibrated_proxy(cfg: EvolveSettings, run_dir: str | os.PathLike | None = None,
+                     tracker: Tracker | None = None) -> Proxy:
+    """``cfg.proxy`` calibrated on the warm start (its scores over init seeds: the noise).
+
+    Read from ``run_dir/calibration.json`` when that was measured for the same proxy and
+    warm start (a resumed search scores exactly as before); otherwise measured and written
+    there. With a ``tracker``, the noise figures are logged as metrics.
+    """
+    seed = seed_programs.SEEDS[cfg.seed_program]()
+    bare = replace(cfg.proxy, calibration=None)
+    path = Path(run_dir) / CALIBRATION_FILE if run_dir is not None else None
+    proxy = None
+    if path is not None and path.exists():
+        stored = Proxy.from_json(json.loads(path.read_text()))
+        if (replace(stored, calibration=None) == bare and stored.calibration is not None
+                and stored.calibration.program == seed.to_text()):
+            proxy = stored
+    if proxy is None:
+        proxy = calibrate(bare, seed, task_evaluator(cfg.hurdles))
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(json.dumps(proxy.to_json(), indent=2))
+            os.replace(tmp, path)
+    if tracker is not None:
+        cal = proxy.calibration
+        metrics = {"proxy_noise": proxy.noise}
+        for task, mean, std in zip(proxy.tasks, cal.means, cal.stds, strict=True):
+            metrics[f"seed_mean_{task}"], metrics[f"seed_std_{task}"] = mean, std
+        tracker.log_metrics(metrics, step=0)
+    return proxy
 
 
 # ---- evolve -----------------------------------------------------------------------------------
@@ -283,16 +327,61 @@ def funnel_stage(
 
 
 def simplify_stage(
-    program: Program, cfg: SimplifySettings, fitness, tracker: Tracker | None = None
+    program: Program,
+    cfg: SimplifySettings,
+    fitness,
+    noise: float | None,
+    tracker: Tracker | None = None,
+    holds_up: Callable[[Program], tuple[bool, str]] | None = None,
 ) -> SimplifyResult:
-    """The winner simplified to a readable rule, fitness checked on the proxy."""
+    """The winner simplified to a readable rule without changing what was validated.
+
+    The low-effect passes score on the proxy (``fitness``) and may cost at most
+    ``cfg.noise_fraction`` x ``noise`` (the proxy's seed-to-seed standard deviation); with
+    no finite noise only the exact passes run. ``holds_up(simplified)`` re-scores the
+    result where the winner was validated (the funnel's last stage) and says whether it is
+    no worse beyond noise, and why; when it is worse, only the exact passes are kept.
+    """
+    exact_only = noise is None or not math.isfinite(noise)
     result = simplify(
-        program, fitness, tolerance=cfg.tolerance, evolve_steps=cfg.evolve_steps, rng=0
+        program, None if exact_only else fitness,
+        tolerance=0.0 if exact_only else cfg.noise_fraction * noise,
+        evolve_steps=cfg.evolve_steps, rng=0,
     )
+    note = ("no finite proxy noise: exact passes only" if exact_only else
+            f"low-effect tolerance {cfg.noise_fraction:g} x proxy noise {noise:.4g}")
+    if holds_up is not None and not exact_only and result.program != program:
+        ok, why = holds_up(result.program)
+        note += f"\nre-scored on the funnel's last stage: {why}"
+        if not ok:
+            result = simplify(program, None, evolve_steps=0, rng=0)
+            note += "\nworse beyond noise: kept only the exact passes"
     if tracker is not None:
         tracker.log_simplification(result.original, result.program)
-        tracker.log_text(result.summary(), "winner/simplification.txt")
+        tracker.log_text(f"{result.summary()}\n\n{note}\n", "winner/simplification.txt")
     return result
+
+
+def last_stage_check(funnel: FunnelResult, cfg: FunnelSettings, evaluator
+                     ) -> Callable[[Program], tuple[bool, str]]:
+    """Whether a rewrite of the funnel's winner holds up on the funnel's last stage: its
+    mean (best multiplier, the funnel's seeds) is no lower than the winner's by more than
+    the larger seed standard deviation of the winner and the baseline there."""
+    stage = cfg.stages[-1]
+    last = [r for r in funnel.rows if r.stage == stage.name]
+    winner = next(r for r in last if not r.is_baseline
+                  and r.structural_hash == funnel.winner.structural_hash())
+    base = next(r for r in last if r.is_baseline)
+    noise = max(winner.std, base.std)
+
+    def holds_up(program: Program) -> tuple[bool, str]:
+        [(_, scores)] = score_stage([program], stage, evaluator, cfg.seeds, cfg.lr_multipliers)
+        mean = statistics.fmean(scores) if all(map(math.isfinite, scores)) else -math.inf
+        ok = mean >= winner.mean - noise
+        return ok, (f"simplified {mean:.4f} vs validated {winner.mean:.4f} "
+                    f"(noise {noise:.4f}, {len(cfg.seeds)} seeds)")
+
+    return holds_up
 
 
 def benchmark_stage(
@@ -301,16 +390,21 @@ def benchmark_stage(
     cfg: BenchmarkSettings,
     tracker: Tracker | None = None,
 ) -> BenchmarkResult:
-    """The winner against Keras' AdamW and Lion on the target tasks."""
-    tasks = [make_task(name, scale=cfg.scale) for name in cfg.tasks]
-    contenders = [
-        program_contender("discovered", program, tasks[0].learning_rate * lr_multiplier),
-        keras_contender("adamw", cfg.adamw_lr),
-        keras_contender("lion", cfg.lion_lr),
-    ]
-    result = run_benchmark(
-        contenders, tasks, lr_multipliers=cfg.lr_multipliers, seeds=cfg.seeds
-    )
+    """The winner against Keras' AdamW and Lion on the target tasks, each contender's grid
+    centred on the task's tuned AdamW rate times its own scale (see BenchmarkSettings)."""
+    rows, best_curves = [], {}
+    for name in cfg.tasks:
+        task = make_task(name, scale=cfg.scale)
+        contenders = [
+            program_contender("discovered", program, task.learning_rate * lr_multiplier),
+            keras_contender("adamw", task.learning_rate * cfg.adamw_lr_scale),
+            keras_contender("lion", task.learning_rate * cfg.lion_lr_scale),
+        ]
+        part = run_benchmark(contenders, [task], lr_multipliers=cfg.lr_multipliers,
+                             seeds=cfg.seeds)
+        rows += part.rows
+        best_curves |= part.curves
+    result = BenchmarkResult(tuple(rows), best_curves)
     if tracker is not None:
         tracker.log_table(result.table(), "benchmark")
         tracker.log_text(result.format(), "benchmark.txt")

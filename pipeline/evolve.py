@@ -73,12 +73,14 @@ CHECKPOINT_VERSION = 2
 
 @dataclass(frozen=True)
 class Scored:
-    """An evaluator's verdict when it gave up on a program: worst fitness and the reason
-    (e.g. ``"timeout"``). Such a result is recorded but never cached: the program may do
-    better in another batch."""
+    """An evaluator's verdict with its detail: the fitness, the learning-rate multiplier
+    that won on each proxy task (``pipeline.proxy``), and, when the evaluator gave up on the
+    program, worst fitness and the reason (e.g. ``"timeout"``). A result with a reason is
+    recorded but never cached: the program may do better in another batch."""
 
     fitness: float = WORST_FITNESS
     rejection: str = ""
+    lr_multipliers: tuple[float, ...] = ()
 
 
 Evaluate = Callable[[Sequence[Program]], Sequence["float | Scored"]]
@@ -336,6 +338,7 @@ class _Pending:
     same_as: int = -1  # index of an earlier child in this batch with the same behaviour
     fec_get: bool = False  # found in the FEC cache at propose time (moved to its end)
     rejection: str = ""  # the evaluator's reason for giving up on it ("" if it did not)
+    lr_multipliers: tuple[float, ...] = ()  # the winning multiplier per proxy task
 
 
 class Search:
@@ -482,6 +485,7 @@ class Search:
                 result = fitnesses[p.eval_slot]
                 if isinstance(result, Scored):
                     p.fitness, p.rejection = finite_or_worst(result.fitness), result.rejection
+                    p.lr_multipliers = tuple(result.lr_multipliers)
                 else:
                     p.fitness = finite_or_worst(result)
             elif p.same_as >= 0:
@@ -523,6 +527,7 @@ class Search:
             fitness=p.fitness,
             cache_hit=p.cache_hit,
             rejection=rejection,
+            lr_multipliers=p.lr_multipliers,
         )
 
     def _update_population(self, pending: Sequence[_Pending]) -> None:
@@ -711,8 +716,9 @@ class Search:
         rows = _read_records(records_path(path), d["records"])
         names = [f.name for f in fields(CandidateRecord)]
         search.records = [
-            CandidateRecord(**{k: row[k] for k in names}
-                            | {"fitness": fitness_from_json(row["fitness"])})
+            CandidateRecord(**{k: row[k] for k in names if k in row}
+                            | {"fitness": fitness_from_json(row["fitness"]),
+                               "lr_multipliers": tuple(row.get("lr_multipliers", ()))})
             for row in rows
         ]
         search._journal = [

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pipeline.program import Program
 from pipeline.seeds import adamw
 
-__all__ = ["FunnelResult", "FunnelRow", "Stage", "run_funnel", "top_k_distinct"]
+__all__ = ["FunnelResult", "FunnelRow", "Stage", "run_funnel", "score_stage", "top_k_distinct"]
 
 Evaluate = Callable[[Sequence[Program], "Stage", int], Sequence[float]]
 
@@ -105,7 +105,7 @@ def _mean(xs: Sequence[float]) -> float:
     return statistics.fmean(xs) if all(map(math.isfinite, xs)) else -math.inf
 
 
-def _score_stage(
+def score_stage(
     programs: Sequence[Program],
     stage: Stage,
     evaluate: Evaluate,
@@ -151,7 +151,7 @@ def run_funnel(
     for n, stage in enumerate(stages):
         if not alive:
             break
-        scored = _score_stage([baseline, *alive], stage, evaluate, seeds, lr_multipliers)
+        scored = score_stage([baseline, *alive], stage, evaluate, seeds, lr_multipliers)
         base_mult, base_scores = scored[0]
         base_mean = _mean(base_scores)
         rows.append(_row(baseline, stage, base_mult, base_scores, True, False))

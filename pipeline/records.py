@@ -28,6 +28,8 @@ class CandidateRecord:
         fitness: higher is better; ``-inf`` when rejected, diverged or failed.
         cache_hit: "" (evaluated), "structural" or "fec".
         rejection: why abstract execution or the evaluator rejected it ("" if it did not).
+        lr_multipliers: per proxy task, the learning-rate multiplier at which it scored
+            best (empty for a cache hit or a rejection: nothing was trained).
     """
 
     index: int
@@ -41,6 +43,7 @@ class CandidateRecord:
     fitness: float
     cache_hit: str = ""
     rejection: str = ""
+    lr_multipliers: tuple[float, ...] = ()
 
     @property
     def evaluated(self) -> bool:
@@ -49,6 +52,7 @@ class CandidateRecord:
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        d["lr_multipliers"] = list(self.lr_multipliers)
         if not math.isfinite(d["fitness"]):
             d["fitness"] = None if math.isnan(d["fitness"]) else d["fitness"]
         return d

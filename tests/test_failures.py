@@ -23,6 +23,7 @@ from flows.settings import EvolveSettings, Experiment
 from pipeline import seeds
 from pipeline.evolve import EvolutionConfig, evaluate_each
 from pipeline.numpy_tasks import Quadratic
+from pipeline.proxy import Proxy
 from pipeline.tracking import CANDIDATES_TABLE, Tracker, TrackingUnavailable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -179,9 +180,8 @@ def test_a_batch_past_its_time_limit_is_stopped_scored_worst_and_the_search_goes
     cache_dir = tmp_path / "run" / "batches"
 
     def evaluate(programs):
-        return stages.evaluate_texts([p.to_text() for p in programs], cfg.task, cfg.scale,
-                                     cfg.task_seed, cfg.hurdles, str(cache_dir),
-                                     cfg.eval_timeout_s)
+        return stages.evaluate_texts([p.to_text() for p in programs], cfg.proxy,
+                                     cfg.hurdles, str(cache_dir), cfg.eval_timeout_s)
 
     search = stages.evolve_stage(cfg, Experiment(seed=0), tmp_path / "run", evaluate)
     assert len(search.records) == 33  # the search went on
@@ -198,10 +198,11 @@ def test_a_batch_past_its_time_limit_is_stopped_scored_worst_and_the_search_goes
 
 @pytest.mark.slow
 def test_within_its_time_limit_a_batch_scores_as_it_does_in_process():
-    settings = EvolveSettings(scale=0.25)
-    texts = [seeds.adamw().to_text(), seeds.lion().to_text(), "update = g * 1e30\n"]
-    args = (texts, settings.task, settings.scale, settings.task_seed, settings.hurdles)
+    settings = EvolveSettings(proxy=Proxy(scale=0.25))
+    texts = [seeds.adamw().to_text(), seeds.lion().to_text(), "x = g * 1e30\nupdate = x * lr\n"]
+    args = (texts, settings.proxy, settings.hurdles)
     in_process = stages.evaluate_texts(*args)
     in_worker = stages.evaluate_texts(*args, timeout_s=120.0)
-    assert in_worker == in_process and in_process[2] == -math.inf
+    assert in_worker == in_process and in_process[2].fitness == -math.inf
+    assert all(len(r.lr_multipliers) == 1 for r in in_process)  # which multiplier won
     assert len(_workers()) == 1  # an idle worker, kept for the next call

@@ -23,6 +23,7 @@ from flows.prefect_flows import discover_flow, evaluate_chunk
 from flows.stages import evaluate_texts
 from pipeline import seeds
 from pipeline.evaluate import Hurdles
+from pipeline.proxy import Proxy
 
 SMOKE = str(Path(__file__).resolve().parent.parent / "gin" / "smoke.gin")
 
@@ -97,7 +98,7 @@ def _where() -> tuple[int, int | None]:
 
 @flow
 def _two_chunks_and_where(texts: list[str]):
-    chunks = [evaluate_chunk.submit([t], "teacher", 1.0, 0, Hurdles(), None, 1) for t in texts]
+    chunks = [evaluate_chunk.submit([t], Proxy(), Hurdles(), None, 1) for t in texts]
     where = [_where.submit() for _ in range(4)]
     return [f for c in chunks for f in c.result()], [w.result() for w in where]
 
@@ -122,7 +123,7 @@ def test_local_dask_cluster_evaluates_in_spawned_worker_processes_like_in_proces
     pids = {pid for pid, _ in where}
     assert os.getpid() not in pids and 1 <= len(pids) <= 2
     assert all(mark is None for _, mark in where)  # fresh interpreters, not forks of this one
-    assert fitnesses == evaluate_texts(texts, "teacher", 1.0, 0, Hurdles())
+    assert fitnesses == evaluate_texts(texts, Proxy(), Hurdles())
 
 
 @pytest.mark.slow

@@ -1,0 +1,103 @@
+"""The proxy fitness: best of K learning-rate multipliers, several tasks in units of noise."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+
+from flows import config
+from pipeline import seeds
+from pipeline.numpy_tasks import WORST_FITNESS, LogisticRegression, Quadratic
+from pipeline.program import Program
+from pipeline.proxy import Proxy, calibrate, score
+
+# Real training on NumPy problems (the reference executor), under two registered task names
+# (the proxy checks names against pipeline.tasks; what trains here is the NumPy problem).
+NUMPY = {"teacher": Quadratic(lr=0.05, steps=60), "digits_mlp": LogisticRegression(lr=0.5)}
+
+
+def np_evaluate(programs, task, scale, seed):
+    problem = dataclasses.replace(NUMPY[task], seed=seed)
+    return [problem(p) for p in programs]
+
+
+def test_a_program_that_only_rescales_the_step_is_scored_like_its_parent():
+    parent = seeds.adamw()
+    shrunk = parent.with_lr_scale(0.25)  # what a mutation `lr = lr * 0.25` does
+    one = Proxy(tasks=("teacher",), lr_multipliers=(1.0,))
+    alone = score([parent, shrunk], one, np_evaluate)
+    assert alone[1].fitness < alone[0].fitness - 0.1  # at one rate the smaller step loses
+    k3 = Proxy(tasks=("teacher",), lr_multipliers=(0.25, 1.0, 4.0))
+    [p, s] = score([parent, shrunk], k3, np_evaluate)
+    assert s.fitness >= alone[0].fitness
+    assert s.lr_multipliers == (4.0,)  # the copy at lr x 4 undoes the built-in x 0.25
+
+
+def test_the_score_is_the_best_copy_and_records_its_multiplier():
+    proxy = Proxy(tasks=("teacher",), lr_multipliers=(0.1, 1.0, 10.0))
+    program = seeds.adamw()
+    [result] = score([program], proxy, np_evaluate)
+    by_mult = {c: np_evaluate([program.with_lr_scale(c)], "teacher", 1.0, 0)[0]
+               for c in proxy.lr_multipliers}
+    assert result.fitness == max(by_mult.values())
+    assert by_mult[result.lr_multipliers[0]] == result.fitness
+
+
+def test_several_tasks_combine_in_units_of_the_warm_starts_noise():
+    proxy = calibrate(Proxy(tasks=("teacher", "digits_mlp")), seeds.adamw(), np_evaluate)
+    cal = proxy.calibration
+    assert len(cal.per_task) == 2 and all(len(xs) == 5 for xs in cal.per_task)
+    assert all(s > 0 for s in cal.stds) and proxy.noise > 0
+    panel = [seeds.adamw(), seeds.signsgd(), seeds.sgd_momentum()]
+    for result in score(panel, proxy, np_evaluate):
+        z = [(f - m) / s for f, m, s in zip(result.per_task, cal.means, cal.stds, strict=True)]
+        assert result.fitness == pytest.approx(sorted(z)[0] / 2 + sorted(z)[1] / 2)
+    # the warm start at the search's seed is one of the calibration draws: near zero
+    assert abs(score([seeds.adamw()], proxy, np_evaluate)[0].fitness) < 3
+
+
+def test_diverging_on_one_task_scores_worst_whatever_the_others_say():
+    proxy = calibrate(Proxy(tasks=("teacher", "digits_mlp")), seeds.adamw(), np_evaluate)
+    assert proxy.combined([1.0, math.inf]) == WORST_FITNESS
+    assert proxy.combined([-math.inf, 0.0]) == WORST_FITNESS
+    exploding = Program.parse("x = g * 1e30\nx = x * lr\nupdate = x * x\n")
+    assert score([exploding], proxy, np_evaluate)[0].fitness == WORST_FITNESS
+
+
+def test_several_tasks_need_a_calibration():
+    with pytest.raises(ValueError, match="calibration"):
+        Proxy(tasks=("teacher", "digits_mlp")).combined([0.0, 0.0])
+
+
+def test_the_calibration_round_trips_through_json():
+    proxy = calibrate(Proxy(tasks=("teacher",)), seeds.adamw(), np_evaluate, seeds=(0, 1, 2))
+    again = Proxy.from_json(proxy.to_json())
+    assert again == proxy and again.noise == proxy.noise
+
+
+@pytest.mark.parametrize("kwargs,binding", [
+    ({"lr_multipliers": ()}, "Proxy.lr_multipliers"),
+    ({"lr_multipliers": (1.0, 0.0)}, "Proxy.lr_multipliers"),
+    ({"lr_multipliers": (-4.0,)}, "Proxy.lr_multipliers"),
+    ({"tasks": ("teacher", "mnist_mlpp")}, "Proxy.tasks"),
+    ({"tasks": ()}, "Proxy.tasks"),
+    ({"combine": "max"}, "Proxy.combine"),
+    ({"scale": 0.0}, "Proxy.scale"),
+])
+def test_bad_settings_are_refused_naming_the_binding(kwargs, binding):
+    with pytest.raises(ValueError, match=binding):
+        Proxy(**kwargs)
+
+
+@pytest.mark.parametrize("param,binding", [
+    ("Proxy.lr_multipliers = ()", "Proxy.lr_multipliers"),
+    ("Proxy.tasks = ('teacher', 'nope')", "Proxy.tasks"),
+    ("SimplifySettings.noise_fraction = -0.1", "SimplifySettings.noise_fraction"),
+])
+def test_a_bad_gin_binding_is_an_error_before_anything_starts(param, binding):
+    config.parse(["smoke.gin"], [param])
+    name = binding.split(".")[0]
+    with pytest.raises(ValueError, match=binding):
+        config.configured("EvolveSettings" if name == "Proxy" else name)
