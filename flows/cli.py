@@ -180,15 +180,20 @@ def _print_discover(out: dict) -> None:
     print(out["funnel"])
     print(f"proxy noise (the warm start's seed-to-seed std of the proxy fitness): "
           f"{out['proxy_noise']:.4g}")
-    if out["beat_baseline_in_funnel"]:
-        print("\nwinner (beat AdamW at every stage of the funnel), simplified:")
+    if out["winner"] is None:
+        print("\nno candidate beat AdamW on the funnel's first stage: nothing to simplify")
     else:
-        print("\nno candidate beat AdamW in the funnel: the champion is the baseline itself")
-    print("  " + out["winner"].rstrip().replace("\n", "\n  "))
-    if not Program.parse(out["winner"]).reads_lr:
+        verdict = ("beat AdamW at every stage of the funnel" if out["beat_baseline_in_funnel"]
+                   else "did NOT beat AdamW on the funnel's last stage: not registered")
+        print(f"\nfunnel winner ({verdict}), simplified:")
+        print("  " + out["winner"].rstrip().replace("\n", "\n  "))
+    if not out["beat_baseline_in_funnel"]:
+        print("champion: the baseline itself (nothing found beat it where it was validated)")
+    if not Program.parse(out["champion"]).reads_lr:
         print("  note: this rule never reads lr: its step size is built in, and the learning\n"
               "  rate given to it (ProgramOptimizer(learning_rate=...)) has no effect")
-    print("\ncomparison with AdamW and Lion (best of the learning-rate grid):")
+    print("\ncomparison with AdamW and Lion (best of the learning-rate grid; 'discovered' is the "
+          "funnel winner, or the baseline when there was none):")
     print(out["benchmark"])
     print(f"\nregistered as {out['registered']} (version {out['model_version']})")
     print(f"MLflow: experiment {out['experiment']!r}, run {out['run_id']}; "

@@ -183,29 +183,36 @@ def discover_flow(
         stage_evaluator = stages.stage_evaluator(evolve_cfg)
         with tracker.stage("funnel"):
             funnel = stages.funnel_stage(search, funnel_cfg, stage_evaluator, tracker)
-        # The champion is what the funnel validated; when no candidate beat the baseline
-        # there, nothing better was found and the baseline itself is registered.
-        beat = funnel.winner is not None
-        chosen = funnel.winner if beat else seed_programs.SEEDS[funnel_cfg.baseline]()
-        with tracker.stage("simplify"):
-            simple = stages.simplify_stage(
-                chosen, simplify_cfg, proxy_fitness(evolve_cfg, proxy),
-                proxy.noise if beat else None, tracker,
-                stages.last_stage_check(funnel, funnel_cfg, stage_evaluator) if beat else None,
-            )
-            tracker.log_lineage(chosen.structural_hash(), search.records)
+        # The champion is what the funnel validated: its winner when that beat the baseline
+        # at every stage, the last included; otherwise nothing better was found and the
+        # baseline itself is registered. The winner is simplified and benchmarked either way.
+        winner = funnel.winner
+        beat = funnel.beat_baseline
+        baseline = seed_programs.SEEDS[funnel_cfg.baseline]()
+        simple = None
+        if winner is not None:
+            with tracker.stage("simplify"):
+                simple = stages.simplify_stage(
+                    winner, simplify_cfg, proxy_fitness(evolve_cfg, proxy), proxy.noise,
+                    tracker, stages.last_stage_check(funnel, funnel_cfg, stage_evaluator),
+                )
+                tracker.log_lineage(winner.structural_hash(), search.records)
+        contender = simple.program if simple is not None else baseline
         with tracker.stage("benchmark"):
             bench = stages.benchmark_stage(
-                simple.program, funnel.winner_lr_multiplier if beat else 1.0, bench_cfg, tracker
+                contender, funnel.winner_lr_multiplier if simple is not None else 1.0,
+                bench_cfg, tracker,
             )
-        # A winner that never reads lr ignores the learning rate (and schedules) it is given.
+        champion = contender if beat else baseline
         tracker.set_tags({"beat_baseline": str(beat),
-                          "winner_reads_lr": str(simple.program.reads_lr)})
-        version = stages.register_stage(simple.program, register_cfg, tracker)
+                          "champion": "discovered" if beat else "baseline",
+                          "winner_reads_lr": str(contender.reads_lr)})
+        version = stages.register_stage(champion, register_cfg, tracker)
     summary = {
         "run_id": run_id,
         "experiment": exp.name,
-        "winner": simple.program.to_text(),
+        "winner": simple.program.to_text() if simple is not None else None,
+        "champion": champion.to_text(),
         "beat_baseline_in_funnel": beat,
         "proxy_noise": proxy.noise,
         "registered": f"models:/{register_cfg.model_name}@{register_cfg.alias}",

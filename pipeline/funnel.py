@@ -72,6 +72,17 @@ class FunnelResult:
     def table(self) -> list[dict]:
         return [r.to_dict() for r in self.rows]
 
+    @property
+    def beat_baseline(self) -> bool:
+        """Whether the winner also beat the baseline on the last stage (where nothing gates:
+        the winner is the best finalist, which may still lose to the baseline there)."""
+        if self.winner is None:
+            return False
+        h = self.winner.structural_hash()
+        last = self.rows[-1].stage
+        return any(r.beat_baseline for r in self.rows
+                   if r.stage == last and not r.is_baseline and r.structural_hash == h)
+
     def format(self) -> str:
         lines = [f"{'stage':<6} {'program':<10} {'lr x':>6} {'mean':>10} {'std':>9} {'beats':>6}"]
         for r in self.rows:

@@ -51,8 +51,10 @@ def test_discover_logs_a_parent_run_with_a_child_per_stage(discovered):
     assert parent.info.run_id == out["run_id"]
     assert {"evolve", "funnel", "simplify", "benchmark"} <= set(children)
     assert parent.data.tags["seed"] == "0"
-    reads_lr = Program.parse(out["winner"]).reads_lr
+    reads_lr = Program.parse(out["winner"] or out["champion"]).reads_lr
     assert parent.data.tags["winner_reads_lr"] == str(reads_lr)
+    assert parent.data.tags["champion"] == ("discovered" if out["beat_baseline_in_funnel"]
+                                            else "baseline")
     arts = [a.path for a in client.list_artifacts(parent.info.run_id, "config")]
     assert any(p.endswith(".gin") for p in arts)
 
@@ -109,7 +111,10 @@ def test_the_winner_is_registered_as_champion_and_trains_a_keras_model(discovere
     version = client.get_model_version_by_alias("lionforge-discovered", "champion")
     assert str(version.version) == str(out["model_version"])
     program = load_program("models:/lionforge-discovered@champion", tracking_uri=uri)
-    assert program.to_text() == out["winner"]
+    assert program.to_text() == out["champion"]
+    # the funnel's winner only if it beat the baseline at every stage; else the baseline
+    assert out["champion"] == (out["winner"] if out["beat_baseline_in_funnel"]
+                               else seeds.adamw().to_text())
 
     opt = load_optimizer("models:/lionforge-discovered@champion", learning_rate=1e-2,
                          tracking_uri=uri)

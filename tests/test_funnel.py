@@ -122,3 +122,16 @@ def test_table_shows_no_multiplier_for_a_program_that_never_reads_lr():
     table = FunnelResult((row("update = g * lr", 3.0), row("update = g * 0.01", 3.0)),
                          None, 1.0, None).format().splitlines()
     assert table[1].split()[2] == "3" and table[2].split()[2] == "-"
+
+
+def test_a_winner_beats_the_baseline_only_if_it_also_beat_it_on_the_last_stage(funnel):
+    result, evaluate = funnel
+    assert result.beat_baseline  # WINNER beats AdamW on B and on C
+    # The late bloomer's mirror: beats AdamW on the first stage, loses on the last.
+    early = (Stage("C", "quadratic", 32), Stage("B", "quadratic", 8))
+    swapped = run_funnel([LATE_BLOOMER], early, evaluate, seeds=(0, 1),
+                         lr_multipliers=(1 / 3, 1, 3))
+    first, last = _rows(swapped, "C"), _rows(swapped, "B")
+    assert first[LATE_BLOOMER.to_text()].beat_baseline
+    assert not last[LATE_BLOOMER.to_text()].beat_baseline
+    assert swapped.winner == LATE_BLOOMER and not swapped.beat_baseline
