@@ -25,13 +25,12 @@ import argparse
 import statistics
 import time
 
-import numpy as np
 from scipy.stats import spearmanr
 
 from pipeline import seeds
 from pipeline.evaluate import NO_HURDLES, evaluate
 from pipeline.program import Program
-from pipeline.proxy import Proxy, calibrate, score
+from pipeline.proxy import Proxy, calibrate, score, tune
 from pipeline.tasks import make_task
 
 
@@ -62,18 +61,10 @@ def tf_evaluate(programs, task, scale, seed):
 
 
 def tuned(programs: dict[str, Program], task: str, n_grid: int, n_seeds: int):
-    """Per program: (best mean over the grid, its std over seeds, best multiplier, at edge)."""
+    """Per program: its best over a grid of ``n_grid`` multipliers x2 apart (``Tuned``)."""
     mults = [2.0 ** k for k in range(-(n_grid // 2), n_grid - n_grid // 2)]
-    names = list(programs)
-    copies = [programs[n].with_lr_scale(c) for n in names for c in mults]
-    runs = np.array([tf_evaluate(copies, task, 1.0, s) for s in range(n_seeds)])  # [S, N*G]
-    runs = runs.reshape(n_seeds, len(names), len(mults))
-    out = {}
-    for i, n in enumerate(names):
-        means = runs[:, i].mean(axis=0)
-        j = int(np.argmax(np.where(np.isfinite(means), means, -np.inf)))
-        out[n] = (float(means[j]), float(runs[:, i, j].std()), mults[j], j in (0, len(mults) - 1))
-    return out
+    rows = tune(list(programs.values()), task, tf_evaluate, mults, range(n_seeds))
+    return dict(zip(programs, rows, strict=True))
 
 
 def main() -> None:
@@ -92,15 +83,15 @@ def main() -> None:
     ranks = {n: [] for n in names}
     for target in args.targets.split(","):
         rows = tuned(programs, target, args.grid, args.seeds)
-        order = sorted(names, key=lambda n: -rows[n][0])
+        order = sorted(names, key=lambda n: -rows[n].mean)
         for k, n in enumerate(order):
             ranks[n].append(k + 1)
         lr = make_task(target).learning_rate
         print(f"-- {target} (AdamW base lr {lr:g})")
         for n in order:
-            mean, std, mult, edge = rows[n]
-            mark = "*" if edge else ""
-            print(f"   {n:<20} {mean:>10.4f} ± {std:.4f} at lr {lr * mult:.2e}{mark}")
+            r = rows[n]
+            mark = "*" if r.at_edge else ""
+            print(f"   {n:<20} {r.mean:>10.4f} ± {r.std:.4f} at lr {lr * r.multiplier:.2e}{mark}")
     target_score = {n: -statistics.fmean(ranks[n]) for n in names}
 
     results = []
@@ -115,8 +106,8 @@ def main() -> None:
                                    strict=True):
             fine = tuned({"adamw": seeds.adamw()}, task, args.grid, 3)["adamw"]
             print(f"   warm start on {task}: best of K {mean:.4f} ± {std:.4f} (5 seeds); "
-                  f"AdamW on a fine grid {fine[0]:.4f} ± {fine[1]:.4f} (3 seeds)"
-                  f"{' at an edge' if fine[3] else ''}")
+                  f"AdamW on a fine grid {fine.mean:.4f} ± {fine.std:.4f} (3 seeds)"
+                  f"{' at an edge' if fine.at_edge else ''}")
         for n, s in sorted(zip(names, scores, strict=True), key=lambda x: -x[1].fitness):
             print(f"   {n:<20} fitness {s.fitness:>10.4f}  target mean rank "
                   f"{-target_score[n]:>5.2f}  lr x {s.lr_multipliers}")

@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config.parse(args.gin_file, args.gin_param)  # fail fast, before Prefect starts
+        config.check()
         if args.command not in ("show", "export"):  # so does an unreachable MLflow server
             timeout = config.configured("TrackingSettings").connect_timeout_s
             check_reachable(default_tracking_uri(), timeout)

@@ -26,6 +26,7 @@ from pipeline.proxy import Proxy
 
 __all__ = [
     "ConfigError",
+    "check",
     "configured",
     "parse",
     "prefect_api_for",
@@ -164,6 +165,21 @@ def prefect_api_for(runner) -> Iterator[None]:
 def configured(name: str):
     """An instance of the registered configurable ``name`` with the parsed bindings."""
     return _CONFIGURABLE[name]()
+
+
+SETTINGS = ("Experiment", "EvolveSettings", "FunnelSettings", "SimplifySettings",
+            "BenchmarkSettings", "RegisterSettings", "TrackingSettings")
+
+
+def check() -> None:
+    """Build every settings object from the parsed bindings, so an out-of-range value (K = 0,
+    a negative tolerance, an unknown task, ...) is a :class:`ConfigError` naming its binding
+    before anything starts."""
+    for name in SETTINGS:
+        try:
+            configured(name)
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"bad gin config: {str(err).splitlines()[0]}") from None
 
 
 def parse(gin_files: Sequence[str | os.PathLike] = (), gin_params: Sequence[str] = ()) -> str:

@@ -35,8 +35,10 @@ __all__ = [
     "Calibration",
     "Proxy",
     "ProxyScore",
+    "Tuned",
     "calibrate",
     "score",
+    "tune",
 ]
 
 # programs, task name, scale, init seed -> fitnesses (higher is better), in order
@@ -202,6 +204,36 @@ def score(programs: Sequence[Program], proxy: Proxy, evaluate: TaskEvaluate
     for i in range(len(programs)):
         best = tuple(pt[i][0] for pt in per_task)
         out.append(ProxyScore(proxy.combined(best), best, tuple(pt[i][1] for pt in per_task)))
+    return out
+
+
+@dataclass(frozen=True)
+class Tuned:
+    """A program tuned on a learning-rate grid: the best mean over seeds and where it was."""
+
+    mean: float
+    std: float
+    multiplier: float
+    at_edge: bool  # the best multiplier is the smallest or largest tried
+
+
+def tune(programs: Sequence[Program], task: str, evaluate: TaskEvaluate,
+         multipliers: Sequence[float], seeds: Sequence[int], scale: float = 1.0
+         ) -> list[Tuned]:
+    """Each program at every multiplier of the task's rate, on every seed (one evaluate call
+    per seed): its best mean over seeds, the seed spread there, and whether that best is at
+    an edge of the grid (then a wider grid may do better)."""
+    mults = sorted(multipliers)
+    copies = [p.with_lr_scale(c) for p in programs for c in mults]
+    runs = [[finite_or_worst(float(f)) for f in evaluate(copies, task, scale, s)] for s in seeds]
+    out = []
+    for i in range(len(programs)):
+        per_mult = [[run[i * len(mults) + j] for run in runs] for j in range(len(mults))]
+        means = [statistics.fmean(xs) if all(map(math.isfinite, xs)) else WORST_FITNESS
+                 for xs in per_mult]
+        j = max(range(len(mults)), key=lambda k: means[k])
+        std = statistics.pstdev(per_mult[j]) if math.isfinite(means[j]) else 0.0
+        out.append(Tuned(means[j], std, mults[j], len(mults) > 1 and j in (0, len(mults) - 1)))
     return out
 
 

@@ -47,6 +47,23 @@ def test_an_unknown_binding_on_the_command_line_is_an_error(capsys):
     assert "Nope" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("param,binding", [
+    ("Proxy.lr_multipliers = ()", "Proxy.lr_multipliers"),
+    ("Proxy.lr_multipliers = (1.0, -2.0)", "Proxy.lr_multipliers"),
+    ("Proxy.tasks = ('teacher', 'nope')", "Proxy.tasks"),
+    ("SimplifySettings.noise_fraction = -0.5", "SimplifySettings.noise_fraction"),
+    ("BenchmarkSettings.lion_lr_scale = 0.0", "BenchmarkSettings.lion_lr_scale"),
+])
+def test_an_out_of_range_setting_is_one_line_naming_its_binding_and_nothing_starts(
+        tmp_path, monkeypatch, capsys, param, binding):
+    monkeypatch.chdir(tmp_path)
+    assert main(["discover", "--gin_file", SMOKE, "--gin_param", param,
+                 "--run_dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert binding in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []  # no run dir, no MLflow store
+
+
 def test_a_missing_gin_file_is_an_error(capsys):
     assert main(["evolve", "--gin_file", "no/such.gin"]) == 2
     assert "gin file not found" in capsys.readouterr().err
