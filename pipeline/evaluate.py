@@ -42,11 +42,13 @@ whose parameters or validation loss are not finite scores ``WORST_FITNESS``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import functools
 import math
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -610,9 +612,46 @@ class _Trainer:
                 np.concatenate([p[1].numpy() for p in parts]))
 
 
+class _TrainerPool:
+    """The idle trainers of one task: a call takes one, or builds one if none is idle, and
+    gives it back when done. A trainer's register file is mutable, so two calls at once never
+    share one: a pool of N threads holds at most N trainers (each traced once), whichever
+    thread runs a call, and one thread reuses one trainer, as before."""
+
+    def __init__(self, task: Task):
+        self.task = task
+        self._idle: list[_Trainer] = []
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def take(self) -> Iterator[_Trainer]:
+        with self._lock:
+            trainer = self._idle.pop() if self._idle else None
+        if trainer is None:  # built outside the lock: loading data and tracing take seconds
+            trainer = _Trainer(self.task)
+        try:
+            yield trainer
+        finally:
+            with self._lock:
+                self._idle.append(trainer)
+
+    def peek(self) -> _Trainer:
+        """The idle trainer the next :meth:`take` gets, with no other call running."""
+        with self.take() as trainer:
+            return trainer
+
+
+# Two threads that miss at once may each build a pool; one is dropped after its call, a
+# wasted trace at worst, never a shared trainer.
 @functools.lru_cache(maxsize=8)
+def _pool(task: Task) -> _TrainerPool:
+    return _TrainerPool(task)
+
+
 def _trainer(task: Task) -> _Trainer:
-    return _Trainer(task)
+    """The trainer the next :func:`evaluate` of ``task`` (seed 0) uses, with no other call
+    running (to inspect it)."""
+    return _pool(task).peek()
 
 
 def _bucket(length: int) -> int:
@@ -671,12 +710,12 @@ def evaluate(
     everyone = [*progs, *([hurdles.baseline] if use_baseline else [])]
     if population is None:
         population = default_population(task, _bucket(max(map(registers_needed, everyone))))
-    trainer = _trainer(dataclasses.replace(task, seed=0))
     size = max(1, population - int(use_baseline))
     results: list[EvalResult] = []
-    for lo in range(0, len(progs), size):
-        results += _evaluate_batch(trainer, task, progs[lo : lo + size], hurdles,
-                                   use_baseline, curve_points)
+    with _pool(dataclasses.replace(task, seed=0)).take() as trainer:  # this call's alone
+        for lo in range(0, len(progs), size):
+            results += _evaluate_batch(trainer, task, progs[lo : lo + size], hurdles,
+                                       use_baseline, curve_points)
     return results
 
 

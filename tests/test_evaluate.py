@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -125,6 +127,25 @@ def test_same_seed_same_results_other_seed_differs():
     assert [r.fitness for r in a] == [r.fitness for r in b]
     c = evaluate(progs, TeacherRegression(base_steps=40, seed=1), population=POP)
     assert [r.fitness for r in a] != [r.fitness for r in c]
+
+
+def test_two_threads_evaluating_the_same_task_at_once_get_the_single_thread_results():
+    rng = np.random.default_rng(11)
+    batches = [[seeds.adamw(), DIVERGE, *(_mutated_seed(rng) for _ in range(5))],
+               [seeds.lion(), seeds.rmsprop(), *(_random(rng, 12) for _ in range(5))]]
+    alone = [evaluate(b, TASK, population=POP) for b in batches]
+    start = threading.Barrier(len(batches))
+
+    def run(batch):
+        start.wait()  # both threads train at once
+        return [evaluate(batch, TASK, population=POP) for _ in range(3)]
+
+    with ThreadPoolExecutor(len(batches)) as pool:
+        together = list(pool.map(run, batches))
+    for expected, rounds in zip(alone, together, strict=True):
+        for got in rounds:  # every field exactly (NaN equals NaN in a loss curve)
+            np.testing.assert_equal([dataclasses.astuple(r) for r in got],
+                                    [dataclasses.astuple(r) for r in expected])
 
 
 def test_hurdles_stop_diverging_candidates_without_crashing():

@@ -1,0 +1,110 @@
+"""Same seed, same config, same records, on every task runner and worker count.
+
+Each case runs ``lionforge evolve``'s flow on gin/smoke.gin through the runner that
+``task_runner`` binds, with real runners (threads, processes, a local Dask cluster), and
+compares every candidate record with the single-thread run's of the same ``eval_chunk``.
+The chunk size is part of the config, not of the runner: it decides which programs train
+together, and a fitness can differ in its last bits with its batch-mates (float32 kernels
+on tensors of another size), so each chunk size has a single-thread reference of its own.
+End to end, so slow; tests/test_evaluate.py pins the evaluator's part (two threads at once)
+in the fast set.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+
+from flows import config
+from flows.prefect_flows import evolve_flow
+
+SMOKE = str(Path(__file__).resolve().parent.parent / "gin" / "smoke.gin")
+BUDGET = 48  # three batches of 16: the later ones are bred from the first one's fitnesses
+# A batch of 16 is four tasks at once with chunks of 4, one task with the default chunk.
+CHUNKS = {"chunk4": ("EvolveSettings.eval_chunk = 4",), "chunk_default": ()}
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def evolve(tmp_path_factory, empty_store):
+    """``evolve(*bindings)``: the candidate records of a smoke search with those bindings."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    root = tmp_path_factory.mktemp("runners")
+    shutil.copy(empty_store, root / "store.db")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'store.db'}")
+    mp.chdir(root)
+    runs = itertools.count()
+
+    def run(*bindings: str) -> list[dict]:
+        params = [f"EvolveSettings.budget = {BUDGET}", *bindings]
+        config.parse([SMOKE], params)
+        runner = config.task_runner()
+        run_dir = root / f"run{next(runs)}"
+        with config.prefect_api_for(runner):
+            evolve_flow.with_options(task_runner=runner)([SMOKE], params, str(run_dir),
+                                                         None, False)
+        lines = (run_dir / "search.records.jsonl").read_text().splitlines()
+        return [json.loads(line) for line in lines]
+
+    try:
+        with prefect_test_harness():
+            yield run
+    finally:
+        mp.undo()
+
+
+@pytest.fixture(scope="module")
+def single_thread(evolve):
+    """``single_thread(chunk)``: the reference records, one thread, run once per chunk size."""
+    runs: dict[str, list[dict]] = {}
+
+    def reference(chunk: str) -> list[dict]:
+        if chunk not in runs:
+            records = evolve(*CHUNKS[chunk])
+            assert len(records) == BUDGET
+            assert sum(math.isfinite(float(r["fitness"])) for r in records) > BUDGET // 2
+            runs[chunk] = records
+        return runs[chunk]
+
+    return reference
+
+
+def _same(records: list[dict], expected: list[dict]) -> None:
+    assert len(records) == len(expected)
+    for got, want in zip(records, expected, strict=True):
+        assert (got["program"], got["fitness"], got["rejection"]) == (
+            want["program"], want["fitness"], want["rejection"]), got["index"]
+        assert got == want
+
+
+BY_CHUNK = pytest.mark.parametrize("chunk", list(CHUNKS))
+
+
+@BY_CHUNK
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_a_thread_pool_of_any_size_gives_the_single_thread_records(
+    evolve, single_thread, workers, chunk
+):
+    _same(evolve(f"task_runner.max_workers = {workers}", *CHUNKS[chunk]), single_thread(chunk))
+
+
+@BY_CHUNK
+def test_a_process_pool_gives_the_single_thread_records(evolve, single_thread, chunk):
+    _same(evolve("task_runner.kind = 'processes'", "task_runner.max_workers = 2",
+                 *CHUNKS[chunk]), single_thread(chunk))
+
+
+@BY_CHUNK
+def test_a_local_dask_cluster_of_two_workers_gives_the_single_thread_records(
+    evolve, single_thread, chunk
+):
+    _same(evolve("task_runner.kind = 'dask'", "task_runner.n_workers = 2", *CHUNKS[chunk]),
+          single_thread(chunk))
