@@ -289,10 +289,10 @@ def evolve_stage(
 
 def stage_evaluator(cfg: EvolveSettings) -> Callable[[Sequence[Program], Stage, int], list[float]]:
     """``evaluate(programs, stage, seed)`` for the funnel, on the batched TF evaluator."""
+    on_task = task_evaluator(cfg.hurdles)
 
     def run(programs: Sequence[Program], stage: Stage, seed: int) -> list[float]:
-        results = evaluate(list(programs), stage.task, stage.scale, seed, hurdles=cfg.hurdles)
-        return [r.fitness for r in results]
+        return on_task(programs, stage.task, stage.scale, seed)
 
     return run
 
