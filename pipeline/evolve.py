@@ -489,7 +489,9 @@ class Search:
                 else:
                     p.fitness = finite_or_worst(result)
             elif p.same_as >= 0:
-                p.fitness, p.rejection = pending[p.same_as].fitness, pending[p.same_as].rejection
+                same = pending[p.same_as]
+                p.fitness, p.rejection = same.fitness, same.rejection
+                p.lr_multipliers = same.lr_multipliers
             if p.child.program is not None and not p.rejection:
                 h = p.child.program.structural_hash()
                 if self.config.structural_cache:

@@ -29,7 +29,7 @@ class CandidateRecord:
         cache_hit: "" (evaluated), "structural" or "fec".
         rejection: why abstract execution or the evaluator rejected it ("" if it did not).
         lr_multipliers: per proxy task, the learning-rate multiplier at which it scored
-            best (empty for a cache hit or a rejection: nothing was trained).
+            best (empty for a rejection or a hit of the caches of an earlier batch).
     """
 
     index: int

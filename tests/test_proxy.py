@@ -101,3 +101,22 @@ def test_a_bad_gin_binding_is_an_error_before_anything_starts(param, binding):
     name = binding.split(".")[0]
     with pytest.raises(ValueError, match=binding):
         config.configured("EvolveSettings" if name == "Proxy" else name)
+
+
+def test_the_search_records_the_winning_multiplier_of_each_candidate(tmp_path):
+    from pipeline.evolve import EvolutionConfig, Scored, Search
+
+    proxy = Proxy(tasks=("teacher",), lr_multipliers=(0.25, 1.0, 4.0))
+
+    def evaluate(programs):
+        return [Scored(s.fitness, "", s.lr_multipliers)
+                for s in score(programs, proxy, np_evaluate)]
+
+    search = Search(EvolutionConfig(population_size=8, batch_size=8), seeds.adamw(), rng_seed=0,
+                    checkpoint=tmp_path / "search.json")
+    search.run(evaluate, 40)
+    trained = [r for r in search.records if r.evaluated]
+    assert trained and all(len(r.lr_multipliers) == 1 for r in trained)
+    assert {r.lr_multipliers[0] for r in trained} <= set(proxy.lr_multipliers)
+    assert all(r.lr_multipliers == () for r in search.records if r.rejection)
+    assert Search.resume(tmp_path / "search.json").records == search.records  # checkpointed
