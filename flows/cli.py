@@ -1,4 +1,5 @@
-"""The ``lionforge`` command: discover, evolve, funnel, simplify, benchmark, show, export.
+"""The ``lionforge`` command: discover, rediscover, evolve, funnel, simplify, benchmark, show,
+export.
 
 Every command takes ``--gin_file`` (repeatable) and ``--gin_param`` (repeatable). ``main()``
 parses the arguments and gin, then calls one flow; nothing else.
@@ -53,6 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
                                    "comparing the winner with AdamW and Lion.")
     _gin_args(p)
     _search_args(p, "runs/discover")
+
+    p = sub.add_parser("rediscover", help="independent seeded discovers; which found Lion?",
+                       description="One discover per seed (Experiment.seed), each resumable in "
+                                   "RUN_ROOT/seed_N and nested under one MLflow run; each "
+                                   "winner is classified by behaviour (sign-momentum, adam-like, "
+                                   "...). Ends with 'rediscovered sign-momentum in k of N seeds'. "
+                                   "Example: lionforge rediscover --gin_file "
+                                   "gin/lion_rediscovery.gin --seeds 0,1,2,3,4")
+    _gin_args(p)
+    p.add_argument("--seeds", default="0,1,2,3,4", metavar="LIST",
+                   help="comma-separated search seeds (default: 0,1,2,3,4)")
+    p.add_argument("--run_root", default="runs/rediscover", metavar="DIR",
+                   help="one run dir per seed under DIR; re-running resumes, finished seeds "
+                        "are not run again (default: runs/rediscover)")
 
     p = sub.add_parser("evolve", help="the search on the proxy task (resumable)",
                        description="Warm-started regularized evolution; writes "
@@ -119,8 +134,16 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.tracking import TrackingUnavailable, check_reachable, default_tracking_uri
 
     try:
-        config.parse(args.gin_file, args.gin_param)  # fail fast, before Prefect starts
+        text = config.parse(args.gin_file, args.gin_param)  # fail fast, before Prefect starts
         config.check()
+        if args.command == "rediscover":
+            from flows.rediscover import parse_seeds
+
+            args.seeds = parse_seeds(args.seeds)
+            if "EvolveSettings." not in text and "Proxy." not in text:
+                raise config.ConfigError(
+                    f"{', '.join(args.gin_file) or 'no gin file'}: no search section "
+                    "(no EvolveSettings or Proxy bindings); include 'base.gin' or bind them")
         if args.command not in ("show", "export"):  # so does an unreachable MLflow server
             timeout = config.configured("TrackingSettings").connect_timeout_s
             check_reachable(default_tracking_uri(), timeout)
@@ -146,7 +169,12 @@ def _run(args, config) -> int:
     from flows import prefect_flows as flows
 
     runner = config.task_runner()
-    if args.command == "discover":
+    if args.command == "rediscover":
+        with config.prefect_api_for(runner):
+            flows.rediscover_flow.with_options(task_runner=runner)(
+                args.gin_file, args.gin_param, args.seeds, args.run_root
+            )
+    elif args.command == "discover":
         with config.prefect_api_for(runner):
             out = flows.discover_flow.with_options(task_runner=runner)(
                 args.gin_file, args.gin_param, args.run_dir, args.budget

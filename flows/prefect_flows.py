@@ -8,14 +8,16 @@ local server by itself; with one, runs appear on that server.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows import config, stages
+from flows import config, rediscover, stages
 from flows.progress import Progress
 from flows.settings import EvolveSettings
 from pipeline import seeds as seed_programs
@@ -27,6 +29,7 @@ from pipeline.tracking import Tracker
 __all__ = [
     "benchmark_flow",
     "discover_flow",
+    "rediscover_flow",
     "evolve_flow",
     "funnel_flow",
     "simplify_flow",
@@ -157,9 +160,10 @@ def benchmark_flow(program_text: str, gin_files: list[str],
 @flow(name="lionforge-discover")
 def discover_flow(
     gin_files: list[str], gin_params: list[str] | None = None, run_dir: str = "runs/discover",
-    budget: int | None = None, show_progress: bool = True,
+    budget: int | None = None, show_progress: bool = True, parent_run_id: str | None = None,
 ) -> dict:
-    """evolve -> funnel -> simplify -> benchmark -> register, in one tracked MLflow run."""
+    """evolve -> funnel -> simplify -> benchmark -> register, in one tracked MLflow run
+    (nested under ``parent_run_id`` when given)."""
     text, exp, tracker = _setup(gin_files, gin_params or [])
     evolve_cfg = config.configured("EvolveSettings")
     funnel_cfg = config.configured("FunnelSettings")
@@ -167,7 +171,8 @@ def discover_flow(
     bench_cfg = config.configured("BenchmarkSettings")
     register_cfg = config.configured("RegisterSettings")
     params = stages.settings_params(evolve_cfg, funnel_cfg, simplify_cfg, bench_cfg)
-    with tracker.run("discover", config_text=text, params=params, seed=exp.seed,
+    nest = {MLFLOW_PARENT_RUN_ID: parent_run_id} if parent_run_id else None
+    with tracker.run("discover", config_text=text, params=params, seed=exp.seed, tags=nest,
                      run_id=stages.remembered_run(run_dir, tracker, "discover")) as run_id:
         stages.remember_run(run_dir, tracker, "discover", run_id)
         with tracker.stage("evolve",
@@ -223,3 +228,37 @@ def discover_flow(
         "benchmark_table": bench.table(),
     }
     return summary
+
+
+@flow(name="lionforge-rediscover")
+def rediscover_flow(gin_files: list[str], gin_params: list[str] | None = None,
+                    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+                    run_root: str = "runs/rediscover") -> list[dict]:
+    """One independent ``discover`` per seed (``Experiment.seed``), each resumable in
+    ``run_root/seed_N`` and nested under one MLflow ``rediscover`` run; each winner is
+    classified by behaviour. A finished seed is never re-run. Returns the table's rows."""
+    gin_params = list(gin_params or [])
+    text, exp, tracker = _setup(gin_files, gin_params)
+    rows = []
+    with tracker.run("rediscover", config_text=text, seed=exp.seed,
+                     params={"seeds": ",".join(map(str, seeds))},
+                     run_id=stages.remembered_run(run_root, tracker, "rediscover")) as parent:
+        stages.remember_run(run_root, tracker, "rediscover", parent)
+        for seed in seeds:
+            row = rediscover.read_row(run_root, seed)
+            if row is None:
+                wall, cpu = time.perf_counter(), time.process_time()
+                out = discover_flow(gin_files, [*gin_params, f"Experiment.seed = {seed}"],
+                                    str(rediscover.seed_dir(run_root, seed)), None, False,
+                                    parent_run_id=parent)
+                row = rediscover.row_of(seed, out, time.process_time() - cpu,
+                                        time.perf_counter() - wall)
+                rediscover.write_row(run_root, row)
+            rows.append(row)
+        table = rediscover.format_table(rows)
+        tracker.log_table(rows, "rediscover")
+        tracker.log_text(table, "rediscover.txt")
+        tracker.log_metrics({"rediscovered": sum(r["class"] == rediscover.TARGET.value
+                                                 for r in rows), "seeds": len(rows)})
+    print(table)
+    return rows
