@@ -30,10 +30,12 @@ def _gin_args(p: argparse.ArgumentParser) -> None:
                    help="a gin binding, e.g. 'EvolveSettings.budget = 200' (repeatable)")
 
 
-def _search_args(p: argparse.ArgumentParser, default_dir: str) -> None:
-    p.add_argument("--run_dir", default=default_dir, metavar="DIR",
+def _search_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run_dir", default=None, metavar="DIR",
                    help="where the search state and checkpoints live; re-running the same "
-                        f"command with the same DIR resumes it (default: {default_dir})")
+                        "command with the same DIR resumes it, and a DIR whose search was "
+                        "started with other settings is refused (default: runs/NAME, NAME "
+                        "being Experiment.name)")
     p.add_argument("--budget", type=int, default=None, metavar="N",
                    help="candidates to propose in total (default: EvolveSettings.budget)")
 
@@ -53,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="The whole pipeline in one tracked run; ends with a table "
                                    "comparing the winner with AdamW and Lion.")
     _gin_args(p)
-    _search_args(p, "runs/discover")
+    _search_args(p)
 
     p = sub.add_parser("rediscover", help="independent seeded discovers; which found Lion?",
                        description="One discover per seed (Experiment.seed), each resumable in "
@@ -74,13 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "DIR/summary.json (best_program, best_fitness, "
                                    "candidates_evaluated).")
     _gin_args(p)
-    _search_args(p, "runs/evolve")
+    _search_args(p)
 
     p = sub.add_parser("funnel", help="the top programs of a search through larger tasks",
                        description="Reads the search in --run_dir; prints the funnel table.")
     _gin_args(p)
-    p.add_argument("--run_dir", default="runs/evolve", metavar="DIR",
-                   help="the evolve run to take the candidates from")
+    p.add_argument("--run_dir", default=None, metavar="DIR",
+                   help="the evolve run to take the candidates from (default: runs/NAME, "
+                        "NAME being Experiment.name)")
 
     p = sub.add_parser("simplify", help="simplify a program to a readable rule")
     _gin_args(p)
@@ -136,6 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         text = config.parse(args.gin_file, args.gin_param)  # fail fast, before Prefect starts
         config.check()
+        if getattr(args, "run_dir", "") is None:  # one run dir per experiment: never mixed
+            args.run_dir = f"runs/{config.configured('Experiment').name}"
+        if args.command in ("discover", "evolve"):
+            from flows.stages import open_run_dir
+
+            open_run_dir(config.configured("EvolveSettings"), config.configured("Experiment"),
+                         args.run_dir)
         if args.command == "rediscover":
             from flows.rediscover import parse_seeds
 

@@ -95,6 +95,7 @@ def evolve_flow(
     """Warm-started regularized evolution on the proxy task; resumes from ``run_dir``."""
     text, exp, tracker = _setup(gin_files, gin_params or [])
     cfg = config.configured("EvolveSettings")
+    stages.open_run_dir(cfg, exp, run_dir)
     with tracker.run("evolve", config_text=text, params=stages.settings_params(cfg),
                      seed=exp.seed,
                      run_id=stages.remembered_run(run_dir, tracker, "evolve")) as run_id:
@@ -171,6 +172,7 @@ def discover_flow(
     bench_cfg = config.configured("BenchmarkSettings")
     register_cfg = config.configured("RegisterSettings")
     params = stages.settings_params(evolve_cfg, funnel_cfg, simplify_cfg, bench_cfg)
+    stages.open_run_dir(evolve_cfg, exp, run_dir)
     nest = {MLFLOW_PARENT_RUN_ID: parent_run_id} if parent_run_id else None
     with tracker.run("discover", config_text=text, params=params, seed=exp.seed, tags=nest,
                      run_id=stages.remembered_run(run_dir, tracker, "discover")) as run_id:

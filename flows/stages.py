@@ -46,7 +46,9 @@ __all__ = [
     "evolve_stage",
     "funnel_stage",
     "last_stage_check",
+    "RunDirMismatch",
     "register_stage",
+    "open_run_dir",
     "remember_run",
     "remembered_run",
     "simplify_stage",
@@ -59,6 +61,7 @@ EvaluateBatch = Callable[[Sequence[Program]], "list[float | Scored]"]
 
 SEARCH_FILE = "search.json"
 CALIBRATION_FILE = "calibration.json"
+SETTINGS_FILE = "settings.json"  # what the search in a run dir was started with
 SUMMARY_FILE = "summary.json"
 TRACKING_FILE = "tracking.json"
 
@@ -208,6 +211,59 @@ def calibrated_proxy(cfg: EvolveSettings, run_dir: str | os.PathLike | None = No
     return proxy
 
 
+class RunDirMismatch(ValueError):
+    """A run dir holds a search started with other settings: resuming it would mix them."""
+
+
+def search_identity(cfg: EvolveSettings, exp: Experiment) -> dict[str, object]:
+    """The settings that make a search what it is, flat (``binding -> value``): resuming a run
+    dir with any of them changed would mix two experiments. The budget, the time limit and
+    how evaluation is chunked may change (a longer run of the same search)."""
+    h = cfg.hurdles
+    flat: dict[str, object] = {"Experiment.seed": exp.seed,
+                               "EvolveSettings.seed_program": cfg.seed_program}
+
+    def add(prefix: str, d: dict) -> None:
+        for k, v in d.items():
+            if isinstance(v, dict):
+                add(f"{prefix}.{k}", v)
+            else:
+                flat[f"{prefix}.{k}"] = v
+
+    add("Proxy", {k: v for k, v in cfg.proxy.to_json().items() if k != "calibration"})
+    add("Hurdles", {"points": list(h.points), "loss_cap": h.loss_cap, "window": h.window,
+                    "baseline_margin": h.baseline_margin,
+                    "baseline": h.baseline.structural_hash()[:16]})
+    add("EvolutionConfig", cfg.evolution.to_json())
+    return json.loads(json.dumps(flat))  # lists, not tuples: as read back from the file
+
+
+def open_run_dir(cfg: EvolveSettings, exp: Experiment, run_dir: str | os.PathLike) -> None:
+    """Refuse a run dir whose search was started with other settings (naming them), or by a
+    lionforge that did not record them; nothing in it is changed. A new run dir records them."""
+    run_dir = Path(run_dir)
+    path = run_dir / SETTINGS_FILE
+    mine = search_identity(cfg, exp)
+    if not (run_dir / SEARCH_FILE).exists():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(mine, indent=2))
+        os.replace(tmp, path)
+        return
+    fresh = f"remove {run_dir} or pass another --run_dir to start a new search"
+    if not path.exists():
+        raise RunDirMismatch(f"{run_dir} holds a search that recorded no settings (an older "
+                             f"lionforge): {fresh}")
+    theirs = json.loads(path.read_text())
+    differ = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+    if differ:
+        shown = ", ".join(f"{k} ({theirs.get(k)!r} there, {mine.get(k)!r} now)"
+                          for k in differ[:4])
+        more = f" and {len(differ) - 4} more" if len(differ) > 4 else ""
+        raise RunDirMismatch(f"{run_dir} holds a search started with other settings: "
+                             f"{shown}{more}; {fresh}")
+
+
 # ---- evolve -----------------------------------------------------------------------------------
 
 
@@ -246,7 +302,7 @@ def evolve_stage(
     after the last write before a crash for a reopened one) are logged first.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    open_run_dir(cfg, exp, run_dir)
     checkpoint = run_dir / SEARCH_FILE
     if checkpoint.exists():
         search = Search.resume(checkpoint)

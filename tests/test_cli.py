@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import main
+from flows.cli import build_parser, main
 from pipeline import Program, seeds
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -129,3 +129,33 @@ def test_evolve_writes_a_summary_and_resumes_from_its_run_dir(tmp_path):
     assert json.loads((run_dir / "summary.json").read_text())["candidates_evaluated"] == 32
     assert after[:16] == before  # resumed: the first 16 candidates were not redone
     assert [r["index"] for r in after] == list(range(32))
+
+    # The same run dir with another search setting is refused, naming it; nothing changes.
+    files = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    other = _lionforge("evolve", "--gin_file", SMOKE, "--run_dir", str(run_dir), "--budget",
+                       "48", "--gin_param", "EvolutionConfig.population_size = 8",
+                       "--gin_param", "Experiment.seed = 3", cwd=tmp_path)
+    assert other.returncode == 2
+    err = other.stderr.strip().splitlines()
+    assert len(err) == 1 and "EvolutionConfig.population_size (16 there, 8 now)" in err[0]
+    assert "Experiment.seed" in err[0] and "Traceback" not in other.stderr
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == files
+    # A run dir from before settings were recorded is refused too: its config is unknown.
+    (run_dir / "settings.json").unlink()
+    old = _lionforge("evolve", "--gin_file", SMOKE, "--run_dir", str(run_dir), "--budget",
+                     "48", cwd=tmp_path)
+    assert old.returncode == 2 and "recorded no settings" in old.stderr
+
+
+def test_the_default_run_dir_is_per_experiment(tmp_path, monkeypatch):
+    from flows import config
+    from flows.stages import open_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    parsed = build_parser().parse_args(["discover", "--gin_file", SMOKE])
+    assert parsed.run_dir is None  # main() makes it runs/NAME once gin is parsed
+    config.parse([SMOKE], [])
+    exp, cfg = config.configured("Experiment"), config.configured("EvolveSettings")
+    open_run_dir(cfg, exp, tmp_path / "runs" / exp.name)  # new: records its settings
+    assert json.loads((tmp_path / "runs" / "smoke" / "settings.json").read_text())[
+        "Proxy.tasks"] == ["teacher"]
