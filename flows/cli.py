@@ -141,11 +141,6 @@ def main(argv: list[str] | None = None) -> int:
         config.check()
         if getattr(args, "run_dir", "") is None:  # one run dir per experiment: never mixed
             args.run_dir = f"runs/{config.configured('Experiment').name}"
-        if args.command in ("discover", "evolve"):
-            from flows.stages import open_run_dir
-
-            open_run_dir(config.configured("EvolveSettings"), config.configured("Experiment"),
-                         args.run_dir)
         if args.command == "rediscover":
             from flows.rediscover import parse_seeds
 
@@ -157,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command not in ("show", "export"):  # so does an unreachable MLflow server
             timeout = config.configured("TrackingSettings").connect_timeout_s
             check_reachable(default_tracking_uri(), timeout)
+        if args.command in ("discover", "evolve"):  # refuse a run dir of another search
+            from flows.stages import check_run_dir
+
+            check_run_dir(config.configured("EvolveSettings"), config.configured("Experiment"),
+                          args.run_dir)
         return _run(args, config)
     except (config.ConfigError, ProgramError, FileNotFoundError, ValueError,
             TrackingUnavailable) as err:

@@ -48,6 +48,7 @@ __all__ = [
     "last_stage_check",
     "RunDirMismatch",
     "register_stage",
+    "check_run_dir",
     "open_run_dir",
     "remember_run",
     "remembered_run",
@@ -239,16 +240,24 @@ def search_identity(cfg: EvolveSettings, exp: Experiment) -> dict[str, object]:
 
 
 def open_run_dir(cfg: EvolveSettings, exp: Experiment, run_dir: str | os.PathLike) -> None:
+    """:func:`check_run_dir`, then a new run dir records the settings of its search."""
+    run_dir = Path(run_dir)
+    check_run_dir(cfg, exp, run_dir)
+    if not (run_dir / SEARCH_FILE).exists():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path = run_dir / SETTINGS_FILE
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(search_identity(cfg, exp), indent=2))
+        os.replace(tmp, path)
+
+
+def check_run_dir(cfg: EvolveSettings, exp: Experiment, run_dir: str | os.PathLike) -> None:
     """Refuse a run dir whose search was started with other settings (naming them), or by a
-    lionforge that did not record them; nothing in it is changed. A new run dir records them."""
+    lionforge that did not record them. Reads only: nothing is created or changed."""
     run_dir = Path(run_dir)
     path = run_dir / SETTINGS_FILE
     mine = search_identity(cfg, exp)
     if not (run_dir / SEARCH_FILE).exists():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(mine, indent=2))
-        os.replace(tmp, path)
         return
     fresh = f"remove {run_dir} or pass another --run_dir to start a new search"
     if not path.exists():
