@@ -9,6 +9,9 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 # No usage telemetry from Prefect or MLflow.
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export MLFLOW_DISABLE_TELEMETRY ?= true
+# Prefect's temporary server creates its database on start; on 2 busy cores that took over
+# its default 20 s (the scale-out tests failed with "Timed out while attempting to connect").
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 
 .PHONY: setup test test-fast discover bench lint lock clean
 
