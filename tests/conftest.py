@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import shutil
 from pathlib import Path
 
@@ -26,3 +28,18 @@ def store(empty_store, tmp_path, monkeypatch) -> str:
     uri = "sqlite:///" + (tmp_path / "store.db").as_posix()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     return uri
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """Prefect's test harness, waiting as long for its server as the environment allows.
+
+    ``prefect_test_harness()`` waits 30 s for its temporary server unless told otherwise; on
+    2 busy cores creating the server's database took longer, and a scale-out test failed on
+    it.  This one waits ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` where that is
+    set (the Makefile sets it), else 90 s.
+    """
+    from prefect.testing.utilities import prefect_test_harness
+
+    wait = int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90"))
+    return functools.partial(prefect_test_harness, server_startup_timeout=wait)

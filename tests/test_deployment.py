@@ -54,10 +54,10 @@ def test_the_deployment_runs_discover_with_parameters_it_accepts(monkeypatch):
 
 
 @pytest.mark.slow
-def test_a_prefect_server_accepts_the_deployment_and_its_cron_schedule(monkeypatch):
+def test_a_prefect_server_accepts_the_deployment_and_its_cron_schedule(monkeypatch,
+                                                                      prefect_harness):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
-    from prefect.testing.utilities import prefect_test_harness
 
     monkeypatch.chdir(ROOT)
     (dep,) = _deployments()
@@ -79,7 +79,7 @@ def test_a_prefect_server_accepts_the_deployment_and_its_cron_schedule(monkeypat
             stored = await client.read_deployment(deployment_id)
             return stored
 
-    with prefect_test_harness():
+    with prefect_harness():
         stored = asyncio.run(check())
     assert stored.parameters["gin_files"] == ["gin/discover.gin"]
     assert stored.work_pool_name == "lionforge"

@@ -20,8 +20,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def discovered(tmp_path_factory):
-    from prefect.testing.utilities import prefect_test_harness
+def discovered(tmp_path_factory, prefect_harness):
 
     root = tmp_path_factory.mktemp("discover")
     uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -29,7 +28,7 @@ def discovered(tmp_path_factory):
     mp.setenv("MLFLOW_TRACKING_URI", uri)
     mp.chdir(root)
     try:
-        with prefect_test_harness():
+        with prefect_harness():
             out = discover_flow([SMOKE], [], str(root / "run"), None, False)
         yield out, root, uri
     finally:

@@ -46,9 +46,8 @@ def test_a_row_classifies_the_winner_and_counts_benchmark_wins():
 
 
 @pytest.mark.slow
-def test_rediscover_nests_a_discover_per_seed_and_never_reruns_a_finished_seed(tmp_path,
-                                                                                monkeypatch):
-    from prefect.testing.utilities import prefect_test_harness
+def test_rediscover_nests_a_discover_per_seed_and_never_reruns_a_finished_seed(
+        tmp_path, monkeypatch, prefect_harness):
 
     from flows.prefect_flows import rediscover_flow
 
@@ -57,7 +56,7 @@ def test_rediscover_nests_a_discover_per_seed_and_never_reruns_a_finished_seed(t
     monkeypatch.chdir(tmp_path)
     root = str(tmp_path / "rd")
     params = ["EvolveSettings.budget = 16"]
-    with prefect_test_harness():
+    with prefect_harness():
         rows = rediscover_flow([SMOKE], params, (0, 1), root)
         client = MlflowClient(uri)
         exp = client.get_experiment_by_name("smoke")

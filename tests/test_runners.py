@@ -32,9 +32,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def evolve(tmp_path_factory, empty_store):
+def evolve(tmp_path_factory, empty_store, prefect_harness):
     """``evolve(*bindings)``: the candidate records of a smoke search with those bindings."""
-    from prefect.testing.utilities import prefect_test_harness
 
     root = tmp_path_factory.mktemp("runners")
     shutil.copy(empty_store, root / "store.db")
@@ -55,7 +54,7 @@ def evolve(tmp_path_factory, empty_store):
         return [json.loads(line) for line in lines]
 
     try:
-        with prefect_test_harness():
+        with prefect_harness():
             yield run
     finally:
         mp.undo()

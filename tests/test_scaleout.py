@@ -104,9 +104,9 @@ def _two_chunks_and_where(texts: list[str]):
 
 
 @pytest.mark.slow
-def test_local_dask_cluster_evaluates_in_spawned_worker_processes_like_in_process():
+def test_local_dask_cluster_evaluates_in_spawned_worker_processes_like_in_process(
+        prefect_harness):
     import dask
-    from prefect.testing.utilities import prefect_test_harness
 
     global _PARENT_MARK
     texts = [seeds.adamw().to_text(), seeds.lion().to_text()]
@@ -116,7 +116,7 @@ def test_local_dask_cluster_evaluates_in_spawned_worker_processes_like_in_proces
     try:
         # Even where the user's Dask config asks for fork, workers are spawned.
         with dask.config.set({"distributed.worker.multiprocessing-method": "fork"}):
-            with prefect_test_harness():
+            with prefect_harness():
                 fitnesses, where = _two_chunks_and_where.with_options(task_runner=runner)(texts)
     finally:
         _PARENT_MARK = None
@@ -206,10 +206,9 @@ def mlflow_server(tmp_path):
 
 @pytest.mark.slow
 def test_smoke_discover_on_two_dask_workers_logs_every_candidate_once_to_an_mlflow_server(
-    tmp_path, monkeypatch, mlflow_server, caplog
+    tmp_path, monkeypatch, mlflow_server, caplog, prefect_harness
 ):
     from distributed import Client, get_task_stream
-    from prefect.testing.utilities import prefect_test_harness
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     monkeypatch.chdir(tmp_path)
@@ -222,7 +221,7 @@ def test_smoke_discover_on_two_dask_workers_logs_every_candidate_once_to_an_mlfl
         runner = config.task_runner()
         with Client(cluster.scheduler_address, set_as_default=False) as client:
             worker_pids = client.run(os.getpid)
-            with get_task_stream(client) as stream, prefect_test_harness():
+            with get_task_stream(client) as stream, prefect_harness():
                 out = discover_flow.with_options(task_runner=runner)(
                     [SMOKE], params, str(run_dir), None, False
                 )
