@@ -73,10 +73,12 @@ def prefect_evaluator(cfg: EvolveSettings, proxy: Proxy, cache_dir: str | None
 
 
 def proxy_fitness(cfg: EvolveSettings, proxy: Proxy):
-    """One program's fitness on the calibrated ``proxy`` (the simplifier's low-effect pass)."""
+    """Programs' fitnesses on the calibrated ``proxy``, trained together in one batch (the
+    simplifier's low-effect passes)."""
 
-    def fitness(program: Program) -> float:
-        return stages.evaluate_texts([program.to_text()], proxy, cfg.hurdles)[0].fitness
+    def fitness(programs: Sequence[Program]) -> list[float]:
+        texts = [p.to_text() for p in programs]
+        return [s.fitness for s in stages.evaluate_texts(texts, proxy, cfg.hurdles)]
 
     return fitness
 

@@ -10,7 +10,9 @@
 * ``low_effect`` and ``deletion_evolution`` (only with a ``fitness``) - a statement is
   removed, its variable replaced by one of its inputs, when the fitness stays within
   ``tolerance`` of the original's (either way: a big gain is a big effect too); then a
-  short seeded loop of random multi-statement deletions, accepted under the same test.
+  short seeded round of random multi-statement deletions, accepted under the same test.
+  Each round scores all its candidates in one ``fitness`` call (a batched evaluator trains
+  them together), and of those within tolerance keeps the one closest to the original.
 
 Every exact change is verified with :func:`same_behaviour` (both programs run with the NumPy
 executor for several steps on fixed random inputs) and rejected if the outputs differ.
@@ -19,7 +21,7 @@ executor for several steps on fixed random inputs) and rejected if the outputs d
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +32,9 @@ from pipeline.program import STATE_SLOTS, Program, format_number
 
 __all__ = ["BehaviourCheck", "Change", "SimplifyResult", "same_behaviour", "simplify"]
 
-Fitness = Callable[[Program], float]
+# Programs -> their fitnesses, higher is better (``pipeline.evolve.evaluate_each`` turns a
+# one-program fitness into one).
+Fitness = Callable[[Sequence[Program]], Sequence[float]]
 
 
 @dataclass(frozen=True)
@@ -130,20 +134,34 @@ class _Run:
         self.changes: list[Change] = []
         self.seen: set[Program] = {program}  # never go back: no rewrite cycles
         self.lr_scale = 1.0
-        self.f0 = self._score(program) if fitness else None
+        self.scored: dict[Program, float] = {}  # each program is trained once per call
+        self.f0 = self.score([program])[0] if fitness else None
 
-    def _score(self, program: Program) -> float:
-        f = float(self.fitness(program))
-        return f if math.isfinite(f) else -math.inf
+    def score(self, programs: Sequence[Program]) -> list[float]:
+        new = list(dict.fromkeys(p for p in programs if p not in self.scored))
+        if new:
+            fs = [float(f) for f in self.fitness(new)]
+            if len(fs) != len(new):
+                raise ValueError(f"fitness returned {len(fs)} values for {len(new)} programs")
+            self.scored.update((p, f if math.isfinite(f) else -math.inf)
+                               for p, f in zip(new, fs, strict=True))
+        return [self.scored[p] for p in programs]
 
     def accept(self, pass_name: str, program: Program, description: str) -> None:
         self.program = program
         self.seen.add(program)
         self.changes.append(Change(pass_name, description, len(program)))
 
-    def within_tolerance(self, program: Program) -> float | None:
-        f = self._score(program)
-        return f if abs(f - self.f0) <= self.tolerance else None
+    def closest(self, candidates: list[tuple[Program, str]]) -> tuple[float, Program, str] | None:
+        """Of ``candidates`` (scored together), the first closest to the original's fitness
+        within tolerance, or None."""
+        best = None
+        fs = self.score([new for new, _ in candidates]) if candidates else []
+        for f, (new, note) in zip(fs, candidates, strict=True):
+            if abs(f - self.f0) <= self.tolerance and (
+                    best is None or abs(f - self.f0) < abs(best[0] - self.f0)):
+                best = (f, new, note)
+        return best
 
     # -- passes; each returns whether it changed the program --
 
@@ -201,25 +219,19 @@ class _Run:
 
     def low_effect(self) -> bool:
         changed = False
-        while True:
-            best = None
-            for new, note in self._deletions(self.program):
-                f = self.within_tolerance(new)
-                if f is not None and (best is None or abs(f - self.f0) < abs(best[0] - self.f0)):
-                    best = (f, new, note)
-            if best is None:
-                return changed
+        while (best := self.closest(self._deletions(self.program))) is not None:
             f, new, note = best
             self.accept("low_effect", new, f"{note}: fitness {f:.6g} (original {self.f0:.6g})")
             changed = True
+        return changed
 
-    def deletion_evolution(self, steps: int) -> bool:
-        changed = False
-        for _ in range(steps):
-            graph = Graph.from_program(self.program)
-            live = graph.live()
-            if len(live) <= 1:
-                break
+    def _random_deletions(self, steps: int) -> list[tuple[Program, str]]:
+        """Up to ``steps`` seeded deletions of 1-3 statements each from the current program."""
+        program = self.program
+        live = Graph.from_program(program).live()
+        out = []
+        for _ in range(steps if len(live) > 1 else 0):
+            graph = Graph.from_program(program)
             k = int(self.rng.integers(1, min(3, len(live) - 1) + 1))
             picked = sorted(self.rng.choice(live, size=k, replace=False).tolist(), reverse=True)
             texts = []
@@ -228,18 +240,22 @@ class _Run:
                 arg = args[int(self.rng.integers(len(args)))] if args else None
                 if arg is None:
                     break
-                texts.append(self.program.statements[i].to_text())
+                texts.append(program.statements[i].to_text())
                 graph = graph.replace(i, arg)
             else:
                 new = graph.to_program()
-                if new is None or len(new) >= len(self.program):
-                    continue
-                f = self.within_tolerance(new)
-                if f is not None:
-                    note = f"deleted {'; '.join(texts)}: fitness {f:.6g} (original {self.f0:.6g})"
-                    self.accept("deletion_evolution", new, note)
-                    changed = True
-        return changed
+                if new is not None and len(new) < len(program):
+                    out.append((new, f"deleted {'; '.join(texts)}"))
+        return out
+
+    def deletion_evolution(self, steps: int) -> bool:
+        best = self.closest(self._random_deletions(steps))
+        if best is None:
+            return False
+        f, new, note = best
+        self.accept("deletion_evolution", new,
+                    f"{note}: fitness {f:.6g} (original {self.f0:.6g})")
+        return True
 
 
 def simplify(
@@ -258,11 +274,12 @@ def simplify(
 
     Args:
         program: the program to simplify.
-        fitness: ``Program -> float``, higher is better; enables the low-effect passes,
-            which accept a removal when ``|fitness(new) - fitness(program)| <= tolerance``.
+        fitness: programs -> their fitnesses, higher is better (called once per round
+            with all that round's candidates); enables the low-effect passes, which accept
+            a removal when ``|fitness(new) - fitness(program)| <= tolerance``.
         tolerance: the fitness a removal may cost, in the fitness's units.
         rng: a Generator or a seed for the deletion-only evolution.
-        evolve_steps: random deletion mutations tried per round.
+        evolve_steps: random deletions tried (together) per round.
         absorb_lr_scale: also drop positive scales of the update (``lr_scale`` reports them);
             applied after everything else, so fitness comparisons stay at the same lr.
         check: how exact changes are verified (:func:`same_behaviour`).
@@ -280,7 +297,7 @@ def simplify(
             changed |= run.deletion_evolution(evolve_steps)
         if not changed:
             break
-    fitness_after = run._score(run.program) if fitness is not None else None
+    fitness_after = run.score([run.program])[0] if fitness is not None else None
     if absorb_lr_scale:
         for _ in range(max_rounds):
             if not (run.algebra(rules) | run.dead_code()):

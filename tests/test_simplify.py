@@ -6,13 +6,15 @@ import pytest
 
 from pipeline import seeds
 from pipeline.algebra import RULES, Rule
+from pipeline.evolve import evaluate_each
 from pipeline.numpy_tasks import WORST_FITNESS, Quadratic
 from pipeline.program import Program
 from pipeline.simplify import BehaviourCheck, same_behaviour, simplify
 
 # Lion's own scale: at lr 0.03 the quadratic tells Lion from its mutilations by far more
 # than the tolerance (dropping the momentum or the sign moves the fitness by > 1).
-TASK = Quadratic(lr=0.03)
+QUADRATIC = Quadratic(lr=0.03)
+TASK = evaluate_each(QUADRATIC)  # the fitness simplify() takes: programs -> fitnesses
 TOL = 1e-3
 PASSES = {"dead_code", "algebra", "low_effect", "deletion_evolution"}
 
@@ -115,7 +117,7 @@ def test_exact_passes_alone_leave_adamw_and_paper_adamw_unchanged():
 def test_paper_adamw_keeps_every_statement_at_its_own_lr_scale():
     # paper_adamw multiplies lr by 1e-3, so its task runs at lr 10.
     program = seeds.paper_adamw(lr_scale=1e-3)
-    result = simplify(program, Quadratic(lr=10.0), tolerance=TOL)
+    result = simplify(program, evaluate_each(Quadratic(lr=10.0)), tolerance=TOL)
     assert result.program == program
     assert same_behaviour(program, result.program)
 
@@ -181,13 +183,13 @@ def test_low_effect_rejects_a_removal_that_improves_fitness_a_lot():
     # effect, so it is no simplification.
     lion = seeds.lion()
     signless = Program.parse("c = interp(g, m, 0.9)\nupdate = c * lr\nm = interp(g, m, 0.99)\n")
-    assert TASK(signless) > TASK(lion) + 1.0
+    assert QUADRATIC(signless) > QUADRATIC(lion) + 1.0
     assert simplify(lion, TASK, tolerance=TOL).program == lion
 
 
 def test_diverging_program_is_simplified_without_crashing():
     program = Program.parse("a = exp(g)\nb = exp(a)\nc = b * 1.0\nupdate = c * lr\n")
-    result = simplify(program, Quadratic(lr=1e6), tolerance=TOL)
+    result = simplify(program, evaluate_each(Quadratic(lr=1e6)), tolerance=TOL)
     assert result.fitness_before == WORST_FITNESS
     assert len(result.program) == 3 and "c * 1.0" not in result.program.to_text()
 
@@ -224,7 +226,7 @@ def test_a_statement_that_matters_on_the_target_but_barely_on_the_proxy_is_kept(
     target = Quadratic(dim=16, condition=1000.0, steps=100, lr=0.05, noise=0.3)
     program = seeds.adamw()
     cfg = SimplifySettings(noise_fraction=0.5, evolve_steps=10)
-    blind = simplify_stage(program, cfg, proxy, noise=0.6)
+    blind = simplify_stage(program, cfg, evaluate_each(proxy), noise=0.6)
     assert len(blind.program) < len(program) and target(blind.program) < target(program) - 1
     verdicts = []
 
@@ -233,9 +235,28 @@ def test_a_statement_that_matters_on_the_target_but_barely_on_the_proxy_is_kept(
         verdicts.append(f)
         return f >= target(program) - 0.1, f"target {f:.3f}"
 
-    kept = simplify_stage(program, cfg, proxy, noise=0.6, holds_up=holds_up)
+    kept = simplify_stage(program, cfg, evaluate_each(proxy), noise=0.6, holds_up=holds_up)
     assert verdicts and verdicts[0] < target(program) - 1  # the loose result was checked
     assert same_behaviour(program, kept.program)  # only exact passes remain
     assert target(kept.program) == target(program)
-    exact = simplify_stage(program, cfg, proxy, noise=None)  # no noise known: exact only
+    # No noise known: the exact passes only.
+    exact = simplify_stage(program, cfg, evaluate_each(proxy), noise=None)
     assert exact.program == kept.program
+
+
+def test_each_round_scores_its_candidates_in_one_call_and_no_program_twice():
+    # A batched evaluator trains a round's candidates together: one call per round, not one
+    # per candidate (that was 219 calls and two minutes for the smoke winner).
+    calls: list[list[Program]] = []
+
+    def recording(programs):
+        calls.append(list(programs))
+        return TASK(programs)
+
+    program = Program.parse(OBFUSCATED_LION["slot_overwritten_before_read_and_x_over_abs_x"])
+    result = simplify(program, recording, tolerance=TOL, rng=0, evolve_steps=20)
+    assert result.program.structural_hash() == seeds.lion().structural_hash()
+    scored = [p for call in calls for p in call]
+    assert len(scored) == len(set(scored))  # nothing trained twice
+    assert max(map(len, calls)) >= 5 and len(calls) <= len(scored) / 4
+    assert result == simplify(program, TASK, tolerance=TOL, rng=0, evolve_steps=20)
