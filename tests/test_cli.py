@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +34,49 @@ def test_evolve_help_explains_run_dir_and_budget(capsys):
         main(["evolve", "--help"])
     out = capsys.readouterr().out
     assert "--run_dir" in out and "resumes" in out and "--budget" in out
+
+
+GIN_COMMANDS = ("discover", "rediscover", "evolve", "funnel", "simplify", "benchmark")
+
+
+def _help(command: str, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_every_command_has_a_description_and_its_own_example_that_parses(capsys):
+    examples = {}
+    for command in (*GIN_COMMANDS, "show", "export"):
+        out = _help(command, capsys)
+        description = out.split("\n\n")[1]
+        assert description.strip() and not description.startswith(("positional", "options"))
+        example = out.split("example:\n", 1)[1].strip()
+        assert example.startswith(f"lionforge {command} ")
+        assert build_parser().parse_args(shlex.split(example)[1:]).command == command
+        examples[command] = example
+    assert len(set(examples.values())) == len(examples)
+
+
+def test_gin_flags_are_on_the_commands_that_read_gin_each_with_its_own_binding(capsys):
+    from flows import config
+
+    bindings = set()
+    for command in GIN_COMMANDS:
+        out = " ".join(_help(command, capsys).split())
+        assert "--gin_file FILE" in out
+        binding = re.search(r"--gin_param BINDING a gin binding, e\.g\. '([^']+)'", out)[1]
+        config.parse([SMOKE], [binding])  # a binding that configures lionforge
+        config.check()
+        bindings.add(binding)
+    assert len(bindings) == len(GIN_COMMANDS)
+    for command, argv in [("show", ["p.txt"]), ("export", ["p.txt", "--out", "o.py"])]:
+        assert "--gin" not in _help(command, capsys)
+        with pytest.raises(SystemExit) as exit_:
+            main([command, *argv, "--gin_file", SMOKE])
+        assert exit_.value.code == 2
+        assert "unrecognized arguments: --gin_file" in capsys.readouterr().err
 
 
 def test_a_gin_typo_names_the_file_the_line_and_the_binding(tmp_path, capsys):
@@ -72,10 +118,26 @@ def test_a_missing_gin_file_is_an_error(capsys):
 def test_show_prints_a_program_from_a_file_or_a_summary(tmp_path, capsys):
     (tmp_path / "p.txt").write_text(seeds.lion().to_text())
     assert main(["show", str(tmp_path / "p.txt")]) == 0
-    assert capsys.readouterr().out == seeds.lion().to_text()
-    (tmp_path / "summary.json").write_text(json.dumps({"best_program": seeds.adamw().to_text()}))
+    out = capsys.readouterr().out
+    assert out.endswith(seeds.lion().to_text())
+    assert Program.parse(out) == seeds.lion()  # the facts are comments: still a program
+    assert "# reads lr: yes" in out and "warning" not in out
+    summary = {"best_program": seeds.adamw().to_text(), "best_fitness": -0.125,
+               "candidates_evaluated": 16}
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
     assert main(["show", str(tmp_path)]) == 0
-    assert Program.parse(capsys.readouterr().out) == seeds.adamw()
+    out = capsys.readouterr().out
+    assert Program.parse(out) == seeds.adamw()
+    assert "# best_fitness = -0.125\n" in out and "# candidates_evaluated = 16\n" in out
+
+
+def test_show_warns_when_the_rule_never_reads_lr(tmp_path, capsys):
+    fixed_step = "m = interp(g, m, 0.9)\nu = sign(m)\nupdate = u * 0.001\n"
+    (tmp_path / "p.txt").write_text(fixed_step)
+    assert main(["show", str(tmp_path / "p.txt")]) == 0
+    out = capsys.readouterr().out
+    assert "# warning: this rule never reads lr" in out and "reads lr: yes" not in out
+    assert Program.parse(out) == Program.parse(fixed_step)
 
 
 def test_show_refuses_hostile_program_text(tmp_path, capsys):
@@ -92,6 +154,103 @@ def test_export_writes_a_standalone_module(tmp_path, capsys):
     text = out.read_text()
     assert "class MyLion(keras.optimizers.Optimizer)" in text
     assert "import pipeline" not in text and "from pipeline" not in text
+
+
+def _register_discover_like(program: Program) -> str:
+    """A run shaped like a discover's (tags; stage child runs with metrics and a text table)
+    that registers ``program`` as lionforge-discovered@champion; returns the run id."""
+    from pipeline.tracking import Tracker
+
+    tracker = Tracker("cli")
+    with tracker.run("discover") as run_id:
+        with tracker.stage("evolve"):
+            tracker.log_metrics({"best_fitness": -0.25, "proxy_noise": 0.0125})
+        with tracker.stage("benchmark"):
+            tracker.log_text("optimizer  digits_mlp\nadamw          0.3125\n", "benchmark.txt")
+        tracker.set_tags({"beat_baseline": "True", "champion": "discovered"})
+        tracker.register(program)
+    return run_id
+
+
+@pytest.mark.parametrize("ref", ["models:/lionforge-discovered@champion",
+                                 "models:/lionforge-discovered/1"])
+def test_show_a_registered_model_prints_its_version_and_what_its_runs_recorded(
+        store, tmp_path, capsys, ref):
+    run_id = _register_discover_like(seeds.lion())
+    db = (tmp_path / "store.db").read_bytes()
+    assert main(["show", ref]) == 0
+    out = capsys.readouterr().out
+    assert Program.parse(out) == seeds.lion()
+    assert f"# {ref} (tracking URI {store})\n" in out
+    assert "# lionforge-discovered version 1 (aliases: champion)\n" in out
+    assert f"# version tag structural_hash = {seeds.lion().structural_hash()}\n" in out
+    assert f"# registered by run {run_id} (discover)\n" in out
+    assert "#   beat_baseline = True\n" in out
+    assert "# stage evolve (run " in out and "#   best_fitness = -0.25\n" in out
+    assert "#   benchmark.txt:\n#     optimizer  digits_mlp\n#     adamw          0.3125\n" in out
+    assert "# reads lr: yes" in out
+    assert (tmp_path / "store.db").read_bytes() == db  # only read
+
+
+def test_export_writes_the_module_of_a_registered_model(store, tmp_path, capsys):
+    _register_discover_like(seeds.lion())
+    out = tmp_path / "champion.py"
+    assert main(["export", "models:/lionforge-discovered@champion", "--out", str(out)]) == 0
+    assert "class DiscoveredOptimizer(keras.optimizers.Optimizer)" in out.read_text()
+
+
+@pytest.mark.parametrize("command", ["show", "export", "simplify", "benchmark"])
+def test_a_model_uri_without_an_mlflow_store_is_one_line_and_creates_none(
+        tmp_path, monkeypatch, capsys, command):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    extra = {"export": ["--out", "o.py"], "simplify": ["--gin_file", SMOKE],
+             "benchmark": ["--gin_file", SMOKE]}.get(command, [])
+    assert main([command, "models:/x@champion", *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    uri = "sqlite:///" + (tmp_path / "mlflow.db").as_posix()
+    assert len(err) == 1 and "models:/x@champion not found" in err[0] and uri in err[0]
+    assert list(tmp_path.iterdir()) == []  # no mlflow.db, no mlartifacts, no o.py
+
+
+def test_a_missing_model_or_run_in_a_store_is_one_line_and_changes_nothing(
+        store, tmp_path, capsys):
+    db = (tmp_path / "store.db").read_bytes()
+    for ref, missing in [("models:/nope@champion", "nope"), ("models:/nope/3", "nope"),
+                         ("runs:/0123456789abcdef/optimizer", "0123456789abcdef")]:
+        assert main(["show", ref]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and missing in err[0] and store in err[0], err
+    assert (tmp_path / "store.db").read_bytes() == db
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store.db"]
+
+
+def test_an_unreachable_tracking_server_is_one_line_for_show_and_export(
+        tmp_path, monkeypatch, capsys):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        uri = f"http://127.0.0.1:{s.getsockname()[1]}"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    for argv in (["show", "models:/x@champion"],
+                 ["export", "models:/x@champion", "--out", "o.py"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{uri} is unreachable" in err[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_show_starts_neither_gin_nor_prefect(tmp_path):
+    # TensorFlow is imported all the same: `import pipeline` registers ProgramOptimizer
+    # with Keras (README), and pipeline.program lives in that package.
+    (tmp_path / "p.txt").write_text(seeds.lion().to_text())
+    code = ("import sys; from flows.cli import main; main(['show', 'p.txt']); "
+            "print(sorted(m for m in ('gin', 'prefect', 'flows.config') if m in sys.modules))")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines()[-1] == "[]"
 
 
 def _lionforge(*args: str, cwd: Path) -> subprocess.CompletedProcess:
