@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import sys
 import tempfile
 import textwrap
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -344,6 +346,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.command in READ_ONLY:
         return _read_only(args)
+    refused = _tracking_refused(os.environ.get("MLFLOW_TRACKING_URI", ""))
+    if refused:  # before TensorFlow, gin and Prefect load: seconds on a busy machine
+        print(f"lionforge {args.command}: error: {refused}", file=sys.stderr)
+        return 2
     from flows import config
     from pipeline.program import ProgramError
     from pipeline.tracking import TrackingUnavailable, check_reachable, default_tracking_uri
@@ -373,6 +379,24 @@ def main(argv: list[str] | None = None) -> int:
             TrackingUnavailable, MissingProgram) as err:
         print(f"lionforge {args.command}: error: {err}", file=sys.stderr)
         return 2
+
+
+def _tracking_refused(uri: str) -> str | None:
+    """Why an ``http(s)`` tracking ``uri`` cannot even be connected to (nothing listens
+    there, or the host does not resolve), or None. Anything slower is left to the full
+    probe, which waits ``TrackingSettings.connect_timeout_s``."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    parts = urllib.parse.urlsplit(uri)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname or "", port), timeout=1.0).close()
+    except (ConnectionRefusedError, socket.gaierror) as err:
+        return (f"MLflow tracking server {uri} is unreachable ({err}); start it, or point "
+                "MLFLOW_TRACKING_URI at a running server or a sqlite:/// file")
+    except OSError:
+        return None  # a timeout or the like: the full probe decides
+    return None
 
 
 def _read_only(args) -> int:
