@@ -387,8 +387,11 @@ def _tracking_refused(uri: str) -> str | None:
     probe, which waits ``TrackingSettings.connect_timeout_s``."""
     if not uri.startswith(("http://", "https://")):
         return None
-    parts = urllib.parse.urlsplit(uri)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        parts = urllib.parse.urlsplit(uri)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None  # a malformed port: the full probe words that error
     try:
         socket.create_connection((parts.hostname or "", port), timeout=1.0).close()
     except (ConnectionRefusedError, socket.gaierror) as err:

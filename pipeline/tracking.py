@@ -32,6 +32,7 @@ the tracker counts the rows already in it, so no candidate is written twice.
 from __future__ import annotations
 
 import difflib
+import http.client
 import json
 import logging
 import math
@@ -89,6 +90,11 @@ def check_reachable(tracking_uri: str, timeout: float = 5.0) -> None:
             pass
     except urllib.error.HTTPError:
         return  # it answered
+    except (http.client.InvalidURL, ValueError) as err:
+        raise TrackingUnavailable(
+            f"MLflow tracking URI {tracking_uri} is not a valid URL ({err}); point "
+            "MLFLOW_TRACKING_URI at a running server or a sqlite:/// file"
+        ) from None
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
         raise TrackingUnavailable(

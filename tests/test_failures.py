@@ -24,7 +24,7 @@ from pipeline import seeds
 from pipeline.evolve import EvolutionConfig, evaluate_each
 from pipeline.numpy_tasks import Quadratic
 from pipeline.proxy import Proxy
-from pipeline.tracking import CANDIDATES_TABLE, Tracker, TrackingUnavailable
+from pipeline.tracking import CANDIDATES_TABLE, Tracker, TrackingUnavailable, check_reachable
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,6 +55,12 @@ def test_an_unreachable_tracking_server_is_a_clear_error_in_seconds_not_a_hang(t
     assert "Traceback" not in out.stderr
     assert elapsed < 15, elapsed
     assert not (tmp_path / "run").exists()  # nothing ran
+
+
+@pytest.mark.parametrize("uri", ["http://127.0.0.1:abc", "http://[::1"])
+def test_a_malformed_tracking_uri_is_a_clear_error(uri):
+    with pytest.raises(TrackingUnavailable, match="not a valid URL"):
+        check_reachable(uri, 1.0)
 
 
 def test_a_server_that_accepts_but_never_answers_times_out_at_the_probe():
