@@ -156,7 +156,7 @@ class _Run:
         """Of ``candidates`` (scored together), the first closest to the original's fitness
         within tolerance, or None."""
         best = None
-        fs = self.score([new for new, _ in candidates]) if candidates else []
+        fs = self.score([new for new, _ in candidates])
         for f, (new, note) in zip(fs, candidates, strict=True):
             if abs(f - self.f0) <= self.tolerance and (
                     best is None or abs(f - self.f0) < abs(best[0] - self.f0)):
@@ -228,10 +228,11 @@ class _Run:
     def _random_deletions(self, steps: int) -> list[tuple[Program, str]]:
         """Up to ``steps`` seeded deletions of 1-3 statements each from the current program."""
         program = self.program
-        live = Graph.from_program(program).live()
+        base = Graph.from_program(program)  # immutable: each deletion starts from it
+        live = base.live()
         out = []
         for _ in range(steps if len(live) > 1 else 0):
-            graph = Graph.from_program(program)
+            graph = base
             k = int(self.rng.integers(1, min(3, len(live) - 1) + 1))
             picked = sorted(self.rng.choice(live, size=k, replace=False).tolist(), reverse=True)
             texts = []
