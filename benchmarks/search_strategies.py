@@ -31,8 +31,7 @@ from pipeline import seeds
 from pipeline.baselines import hyperparameter_config, random_search_config
 from pipeline.evaluate import Hurdles, evaluate
 from pipeline.evolve import Budget, EvolutionConfig, Scored, Search
-from pipeline.funnel import Stage, run_funnel, top_k_distinct
-from pipeline.program import Program
+from pipeline.funnel import Stage, run_funnel, top_k_of_records
 from pipeline.proxy import Proxy, calibrate, score, tune
 
 
@@ -76,10 +75,8 @@ def main() -> None:
             search.run(search_evaluate, Budget(candidates=args.budget))
             program, how = search.best.program, "proxy's best (no funnel)"
             if stages:
-                scored = [(Program.parse(r.program), r.fitness) for r in search.records
-                          if not r.rejection]
-                funnel = run_funnel(top_k_distinct(scored, args.top_k), stages, stage_evaluate,
-                                    baseline=warm, seeds=(0, 1))
+                funnel = run_funnel(top_k_of_records(search.records, args.top_k), stages,
+                                    stage_evaluate, baseline=warm, seeds=(0, 1))
                 program, how = ((funnel.winner, "funnel winner") if funnel.beat_baseline
                                 else (warm, "AdamW: nothing beat it through the funnel"))
             delivered[name, rng_seed] = program

@@ -29,7 +29,7 @@ from pipeline import seeds as seed_programs
 from pipeline.benchmark import BenchmarkResult, keras_contender, program_contender, run_benchmark
 from pipeline.evaluate import Hurdles, evaluate
 from pipeline.evolve import Budget, Scored, Search
-from pipeline.funnel import FunnelResult, Stage, run_funnel, score_stage, top_k_distinct
+from pipeline.funnel import FunnelResult, Stage, run_funnel, score_stage, top_k_of_records
 from pipeline.program import Program
 from pipeline.proxy import Proxy, calibrate
 from pipeline.proxy import score as proxy_score
@@ -366,13 +366,8 @@ def funnel_stage(
     search: Search, cfg: FunnelSettings, evaluator, tracker: Tracker | None = None
 ) -> FunnelResult:
     """The proxy's top-k distinct programs through the funnel's stages."""
-    scored = {}
-    for r in search.records:
-        if not r.rejection and math.isfinite(r.fitness) and r.program not in scored:
-            scored[r.program] = r.fitness
-    candidates = top_k_distinct([(Program.parse(t), f) for t, f in scored.items()], cfg.top_k)
     result = run_funnel(
-        candidates,
+        top_k_of_records(search.records, cfg.top_k),
         cfg.stages,
         evaluator,
         baseline=seed_programs.SEEDS[cfg.baseline](),

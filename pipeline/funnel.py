@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from pipeline.program import Program
 from pipeline.seeds import adamw
 
-__all__ = ["FunnelResult", "FunnelRow", "Stage", "run_funnel", "score_stage", "top_k_distinct"]
+__all__ = ["FunnelResult", "FunnelRow", "Stage", "run_funnel", "score_stage", "top_k_distinct",
+           "top_k_of_records"]
 
 Evaluate = Callable[[Sequence[Program], "Stage", int], Sequence[float]]
 
@@ -106,6 +107,16 @@ def top_k_distinct(scored: Sequence[tuple[Program, float]], k: int) -> list[Prog
             if len(out) == k:
                 break
     return out
+
+
+def top_k_of_records(records: Iterable, k: int) -> list[Program]:
+    """The ``k`` best distinct programs a search scored: its candidate records (``program``
+    text, ``fitness``, ``rejection``) that were not rejected and scored finite."""
+    scored: dict[str, float] = {}
+    for r in records:
+        if not r.rejection and math.isfinite(r.fitness) and r.program not in scored:
+            scored[r.program] = r.fitness
+    return top_k_distinct([(Program.parse(t), f) for t, f in scored.items()], k)
 
 
 def _finite(x: float) -> float:

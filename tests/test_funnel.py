@@ -7,7 +7,14 @@ import math
 import pytest
 
 from pipeline import Program, seeds
-from pipeline.funnel import FunnelResult, FunnelRow, Stage, run_funnel, top_k_distinct
+from pipeline.funnel import (
+    FunnelResult,
+    FunnelRow,
+    Stage,
+    run_funnel,
+    top_k_distinct,
+    top_k_of_records,
+)
 from pipeline.numpy_tasks import Quadratic
 
 STAGES = (Stage("B", "quadratic", 8), Stage("C", "quadratic", 32))
@@ -135,3 +142,19 @@ def test_a_winner_beats_the_baseline_only_if_it_also_beat_it_on_the_last_stage(f
     assert first[LATE_BLOOMER.to_text()].beat_baseline
     assert not last[LATE_BLOOMER.to_text()].beat_baseline
     assert swapped.winner == LATE_BLOOMER and not swapped.beat_baseline
+
+
+def test_the_funnel_takes_the_best_distinct_programs_a_search_scored():
+    from types import SimpleNamespace as Rec
+
+    lion, adam = seeds.lion().to_text(), seeds.adamw().to_text()
+    sgd = "update = g * lr\n"
+    records = [Rec(program=sgd, fitness=-1.0, rejection=""),
+               Rec(program=lion, fitness=float("nan"), rejection=""),   # diverged
+               Rec(program=adam, fitness=5.0, rejection="ignores_lr"),  # rejected
+               Rec(program=lion, fitness=-0.5, rejection=""),
+               Rec(program=adam, fitness=-2.0, rejection="")]
+    # Lion's diverged try is skipped, its finite one counts; AdamW's rejection scored 5.0
+    # but was rejected, so only its -2.0 counts.
+    assert top_k_of_records(records, 2) == [Program.parse(lion), Program.parse(sgd)]
+    assert top_k_of_records(records, 5) == [Program.parse(t) for t in (lion, sgd, adam)]
