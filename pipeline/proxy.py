@@ -92,6 +92,9 @@ class Proxy:
         tasks: task names (``pipeline.tasks.TASKS``); one, or several of different kinds.
         scale: the tasks' scale (1: the proxy sizes written beside each task).
         seed: the init and data-order seed the search trains with.
+        n_seeds: init seeds averaged per candidate (``seed`` .. ``seed + n_seeds - 1``): a
+            task's metric at a multiplier is the mean over them, which cuts the fitness's
+            seed noise by about ``sqrt(n_seeds)`` for ``n_seeds`` x the training.
         lr_multipliers: the ``K`` multipliers of each task's own ``learning_rate`` (AdamW's
             tuned rate there); a program's score on a task is its best over them.
         combine: how several tasks' normalised scores combine: ``median`` or ``mean``.
@@ -105,6 +108,7 @@ class Proxy:
     lr_multipliers: tuple[float, ...] = (0.0625, 0.25, 1.0, 4.0)
     combine: str = "median"
     calibration: Calibration | None = None
+    n_seeds: int = 1
 
     def __post_init__(self) -> None:
         from pipeline.tasks import TASKS
@@ -126,6 +130,9 @@ class Proxy:
             raise ValueError(f"Proxy.lr_multipliers must be finite and > 0. Received: {bad}")
         if not (math.isfinite(self.scale) and self.scale > 0):
             raise ValueError(f"Proxy.scale must be > 0. Received: {self.scale}")
+        if isinstance(self.n_seeds, bool) or not isinstance(self.n_seeds, int) \
+                or self.n_seeds < 1:
+            raise ValueError(f"Proxy.n_seeds must be an integer >= 1. Received: {self.n_seeds!r}")
         if self.combine not in COMBINE:
             raise ValueError(f"Proxy.combine must be one of {sorted(COMBINE)}. "
                              f"Received: {self.combine!r}")
@@ -162,13 +169,15 @@ class Proxy:
     def to_json(self) -> dict:
         return {"tasks": list(self.tasks), "scale": self.scale, "seed": self.seed,
                 "lr_multipliers": list(self.lr_multipliers), "combine": self.combine,
-                "calibration": self.calibration.to_json() if self.calibration else None}
+                "calibration": self.calibration.to_json() if self.calibration else None,
+                "n_seeds": self.n_seeds}
 
     @classmethod
     def from_json(cls, d: dict) -> Proxy:
         cal = d.get("calibration")
         return cls(tuple(d["tasks"]), d["scale"], d["seed"], tuple(d["lr_multipliers"]),
-                   d["combine"], Calibration.from_json(cal) if cal else None)
+                   d["combine"], Calibration.from_json(cal) if cal else None,
+                   d.get("n_seeds", 1))
 
 
 @dataclass(frozen=True)
@@ -183,11 +192,15 @@ class ProxyScore:
 def score_task(programs: Sequence[Program], task: str, proxy: Proxy, evaluate: TaskEvaluate,
                seed: int | None = None) -> list[tuple[float, float]]:
     """Per program: (best metric over the multipliers, the multiplier that gave it), on
-    ``task`` at init seed ``seed`` (default: the proxy's). One evaluate call for all copies."""
+    ``task``. The metric at a multiplier is the mean over the proxy's ``n_seeds`` init seeds
+    from ``seed`` (default: the proxy's ``seed``); one evaluate call per init seed for all
+    copies."""
     mults = proxy.lr_multipliers
     copies = [p.with_lr_scale(c) for p in programs for c in mults]
-    scores = [finite_or_worst(float(f))
-              for f in evaluate(copies, task, proxy.scale, proxy.seed if seed is None else seed)]
+    first = proxy.seed if seed is None else seed
+    runs = [[finite_or_worst(float(f)) for f in evaluate(copies, task, proxy.scale, s)]
+            for s in range(first, first + proxy.n_seeds)]
+    scores = [statistics.fmean(xs) for xs in zip(*runs, strict=True)]  # -inf stays -inf
     out = []
     for i in range(len(programs)):
         row = scores[i * len(mults):(i + 1) * len(mults)]
@@ -239,11 +252,16 @@ def tune(programs: Sequence[Program], task: str, evaluate: TaskEvaluate,
 
 def calibrate(proxy: Proxy, program: Program, evaluate: TaskEvaluate,
               seeds: Sequence[int] = CALIBRATION_SEEDS) -> Proxy:
-    """``proxy`` with the calibration of ``program`` (the warm start) over init ``seeds``."""
+    """``proxy`` with the calibration of ``program`` (the warm start) over init ``seeds``.
+
+    With ``n_seeds`` > 1 each calibration seed ``s`` is the fitness averaged over its own
+    block of init seeds, ``s * n_seeds`` .. ``s * n_seeds + n_seeds - 1`` (blocks do not
+    overlap), so the noise measured is that of the averaged fitness the search uses."""
     if len(seeds) < 2:
         raise ValueError(f"calibration needs at least 2 seeds to measure noise. Received: {seeds}")
+    n = proxy.n_seeds
     per_task = tuple(
-        tuple(score_task([program], t, proxy, evaluate, seed=s)[0][0] for s in seeds)
+        tuple(score_task([program], t, proxy, evaluate, seed=s * n)[0][0] for s in seeds)
         for t in proxy.tasks
     )
     return replace(proxy, calibration=Calibration(program.to_text(), tuple(seeds), per_task))

@@ -66,6 +66,34 @@ def test_diverging_on_one_task_scores_worst_whatever_the_others_say():
     assert score([exploding], proxy, np_evaluate)[0].fitness == WORST_FITNESS
 
 
+def test_n_seeds_averages_each_multiplier_over_consecutive_init_seeds_before_the_best():
+    program = seeds.adamw()
+    proxy = Proxy(tasks=("teacher",), lr_multipliers=(0.25, 1.0, 4.0), seed=3, n_seeds=2)
+    [result] = score([program], proxy, np_evaluate)
+    per_mult = {c: (np_evaluate([program.with_lr_scale(c)], "teacher", 1.0, 3)[0]
+                    + np_evaluate([program.with_lr_scale(c)], "teacher", 1.0, 4)[0]) / 2
+                for c in proxy.lr_multipliers}
+    assert result.fitness == pytest.approx(max(per_mult.values()), rel=1e-12)
+    assert per_mult[result.lr_multipliers[0]] == pytest.approx(result.fitness, rel=1e-12)
+    one = score([program], dataclasses.replace(proxy, n_seeds=1), np_evaluate)[0]
+    assert one.fitness != result.fitness  # seed 4 took part
+
+
+def test_with_n_seeds_the_calibration_draws_disjoint_blocks_of_seeds():
+    calls = []
+
+    def spy(programs, task, scale, seed):
+        calls.append(seed)
+        return np_evaluate(programs, task, scale, seed)
+
+    proxy = calibrate(Proxy(tasks=("teacher",), n_seeds=3), seeds.adamw(), spy, seeds=(0, 1))
+    assert calls == [0, 1, 2, 3, 4, 5]
+    averaged = proxy.noise
+    single = calibrate(Proxy(tasks=("teacher",)), seeds.adamw(), np_evaluate, seeds=(0, 1))
+    assert averaged != single.noise
+    assert Proxy.from_json(proxy.to_json()) == proxy
+
+
 def test_several_tasks_need_a_calibration():
     with pytest.raises(ValueError, match="calibration"):
         Proxy(tasks=("teacher", "digits_mlp")).combined([0.0, 0.0])
@@ -85,6 +113,8 @@ def test_the_calibration_round_trips_through_json():
     ({"tasks": ()}, "Proxy.tasks"),
     ({"combine": "max"}, "Proxy.combine"),
     ({"scale": 0.0}, "Proxy.scale"),
+    ({"n_seeds": 0}, "Proxy.n_seeds"),
+    ({"n_seeds": 1.5}, "Proxy.n_seeds"),
 ])
 def test_bad_settings_are_refused_naming_the_binding(kwargs, binding):
     with pytest.raises(ValueError, match=binding):
