@@ -170,7 +170,9 @@ class Proxy:
         return {"tasks": list(self.tasks), "scale": self.scale, "seed": self.seed,
                 "lr_multipliers": list(self.lr_multipliers), "combine": self.combine,
                 "calibration": self.calibration.to_json() if self.calibration else None,
-                "n_seeds": self.n_seeds}
+                # written only when set, so run dirs and batch caches made before the field
+                # existed still match a default proxy
+                **({"n_seeds": self.n_seeds} if self.n_seeds != 1 else {})}
 
     @classmethod
     def from_json(cls, d: dict) -> Proxy:

@@ -92,6 +92,7 @@ def test_with_n_seeds_the_calibration_draws_disjoint_blocks_of_seeds():
     single = calibrate(Proxy(tasks=("teacher",)), seeds.adamw(), np_evaluate, seeds=(0, 1))
     assert averaged != single.noise
     assert Proxy.from_json(proxy.to_json()) == proxy
+    assert "n_seeds" not in single.to_json()  # a default proxy is written as before the field
 
 
 def test_several_tasks_need_a_calibration():
