@@ -35,8 +35,6 @@ overrides) and orchestrated by Prefect (a temporary server unless PREFECT_API_UR
 """
 
 READ_ONLY = ("show", "export")  # no gin, no Prefect, no MLflow store created
-IGNORES_LR = ("this rule never reads lr: its step size is built in, and the learning rate "
-              "given to it (learning_rate=, a schedule) has no effect")
 _PROGRAM_KEYS = ("best_program", "winner")  # where a summary.json holds its program
 _MAX_TABLE_LINES = 60  # of a stage's text table printed by `show`
 
@@ -328,6 +326,8 @@ def _value(v) -> str:
 def show_text(source: Source) -> str:
     """``show``'s output: the facts as ``#`` comments (characters a program may not hold
     replaced by '?'), whether the rule reads lr, then the program."""
+    from pipeline.program import IGNORES_LR
+
     lr = (f"warning: {IGNORES_LR}" if not source.program.reads_lr
           else "reads lr: yes (learning_rate= and schedules scale its step)")
     comments = "".join(f"# {_printable(line)}\n" for line in (*source.facts, lr))
@@ -404,7 +404,7 @@ def _tracking_refused(uri: str) -> str | None:
 
 def _read_only(args) -> int:
     """``show`` and ``export``: no gin, no Prefect; errors are one line."""
-    from pipeline.program import ProgramError
+    from pipeline.program import IGNORES_LR, ProgramError
 
     try:
         source = read_source(args.program)
@@ -457,7 +457,7 @@ def _run(args, config) -> int:
 
 
 def _print_discover(out: dict) -> None:
-    from pipeline.program import Program
+    from pipeline.program import IGNORES_LR, Program
 
     ev = out["evolve"]
     print()
@@ -483,8 +483,11 @@ def _print_discover(out: dict) -> None:
           "funnel winner, or the baseline when there was none):")
     print(out["benchmark"])
     print(f"\nregistered as {out['registered']} (version {out['model_version']})")
-    print(f"MLflow: experiment {out['experiment']!r}, run {out['run_id']}; "
-          "open it with `mlflow ui --backend-store-uri sqlite:///mlflow.db`")
+    uri = out["tracking_uri"]
+    if not uri.startswith(("http://", "https://")):
+        print(f"MLflow: experiment {out['experiment']!r}; to browse it, run "
+              f"`mlflow ui --backend-store-uri {uri}`, then open:")
+    print(f"MLflow run: {out['run_url']}")
 
 
 if __name__ == "__main__":

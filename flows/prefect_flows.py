@@ -13,18 +13,19 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows import config, rediscover, stages
 from flows.progress import Progress
 from flows.settings import EvolveSettings
+from pipeline import report
 from pipeline import seeds as seed_programs
 from pipeline.evaluate import Hurdles
 from pipeline.program import Program
 from pipeline.proxy import Proxy
-from pipeline.tracking import Tracker
+from pipeline.tracking import Tracker, git_commit, run_url
 
 __all__ = [
     "benchmark_flow",
@@ -179,7 +180,7 @@ def discover_flow(
     with tracker.run("discover", config_text=text, params=params, seed=exp.seed, tags=nest,
                      run_id=stages.remembered_run(run_dir, tracker, "discover")) as run_id:
         stages.remember_run(run_dir, tracker, "discover", run_id)
-        with tracker.stage("evolve",
+        with tracker.stage("evolve", params=stages.settings_params(evolve_cfg),
                            run_id=stages.remembered_run(run_dir, tracker, "evolve")) as ev_id:
             stages.remember_run(run_dir, tracker, "evolve", ev_id)
             proxy = stages.calibrated_proxy(evolve_cfg, run_dir, tracker)
@@ -190,7 +191,7 @@ def discover_flow(
                 progress=Progress(budget or evolve_cfg.budget) if show_progress else None,
             )
         stage_evaluator = stages.stage_evaluator(evolve_cfg)
-        with tracker.stage("funnel"):
+        with tracker.stage("funnel", params=stages.settings_params(funnel_cfg)):
             funnel = stages.funnel_stage(search, funnel_cfg, stage_evaluator, tracker)
         # The champion is what the funnel validated: its winner when that beat the baseline
         # at every stage, the last included; otherwise nothing better was found and the
@@ -200,26 +201,39 @@ def discover_flow(
         baseline = seed_programs.SEEDS[funnel_cfg.baseline]()
         simple = None
         if winner is not None:
-            with tracker.stage("simplify"):
+            with tracker.stage("simplify", params=stages.settings_params(simplify_cfg)):
                 simple = stages.simplify_stage(
                     winner, simplify_cfg, proxy_fitness(evolve_cfg, proxy), proxy.noise,
                     tracker, stages.last_stage_check(funnel, funnel_cfg, stage_evaluator),
                 )
                 tracker.log_lineage(winner.structural_hash(), search.records)
         contender = simple.program if simple is not None else baseline
-        with tracker.stage("benchmark"):
+        with tracker.stage("benchmark", params=stages.settings_params(bench_cfg)):
             bench = stages.benchmark_stage(
                 contender, funnel.winner_lr_multiplier if simple is not None else 1.0,
                 bench_cfg, tracker,
             )
         champion = contender if beat else baseline
+        best_proxy = search.best.fitness if search.best is not None else None
+        model_uri = f"models:/{register_cfg.model_name}@{register_cfg.alias}"
         tracker.set_tags({"beat_baseline": str(beat),
                           "champion": "discovered" if beat else "baseline",
-                          "winner_reads_lr": str(contender.reads_lr)})
-        version = stages.register_stage(champion, register_cfg, tracker)
+                          "winner_reads_lr": str(contender.reads_lr),
+                          MLFLOW_RUN_NOTE: report.run_description(
+                              champion, contender, beat, funnel, bench, model_uri)})
+        tracker.log_metrics(report.headline_metrics(best_proxy, funnel, bench))
+        version = stages.register_stage(
+            champion, register_cfg, tracker,
+            description=report.version_description(champion, beat, bench, model_uri),
+            tags=report.version_tags(champion, beat, funnel, bench, best_proxy,
+                                     config=",".join(Path(f).name for f in gin_files),
+                                     commit=git_commit()),
+        )
     summary = {
         "run_id": run_id,
         "experiment": exp.name,
+        "tracking_uri": tracker.tracking_uri,
+        "run_url": run_url(tracker.tracking_uri, tracker.experiment_id, run_id),
         "winner": simple.program.to_text() if simple is not None else None,
         "champion": champion.to_text(),
         "beat_baseline_in_funnel": beat,

@@ -13,7 +13,8 @@ import math
 import os
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, replace
+from dataclasses import fields, is_dataclass, replace
+from enum import Enum
 from pathlib import Path
 
 from flows.progress import Progress
@@ -33,6 +34,7 @@ from pipeline.funnel import FunnelResult, Stage, run_funnel, score_stage, top_k_
 from pipeline.program import Program
 from pipeline.proxy import Proxy, calibrate
 from pipeline.proxy import score as proxy_score
+from pipeline.report import REGISTERED_MODEL_DESCRIPTION
 from pipeline.simplify import SimplifyResult, simplify
 from pipeline.tasks import make_task
 from pipeline.tracking import Tracker
@@ -478,19 +480,41 @@ def benchmark_stage(
 
 
 def register_stage(
-    program: Program, cfg: RegisterSettings, tracker: Tracker
+    program: Program, cfg: RegisterSettings, tracker: Tracker, *, description: str = "",
+    tags: dict[str, str] | None = None,
 ) -> object:
-    """Log the program as an MLflow model and point the alias at it."""
-    return tracker.register(program, name=cfg.model_name, alias=cfg.alias)
+    """Log the program as an MLflow model and point the alias at it; the version gets the
+    model card (``description``, ``tags``: :mod:`pipeline.report`)."""
+    return tracker.register(program, name=cfg.model_name, alias=cfg.alias,
+                            description=description, tags=tags,
+                            model_description=REGISTERED_MODEL_DESCRIPTION)
 
 
 def settings_params(*objs) -> dict[str, object]:
-    """Flat params for MLflow from settings dataclasses."""
+    """Flat params for MLflow from settings dataclasses, one per setting and uncut: a nested
+    settings object's fields under its gin name (``Proxy.tasks``), a tuple of them under each
+    one's name or index (``FunnelSettings.stages.B.task``)."""
     out: dict[str, object] = {}
+
+    def add(prefix: str, obj) -> None:
+        for f in fields(obj):
+            if not f.init:  # derived state (a cache), not a setting
+                continue
+            v = getattr(obj, f.name)
+            if isinstance(v, Program):
+                out[f"{prefix}.{f.name}"] = v.to_text()
+            elif is_dataclass(v):
+                add(type(v).__name__, v)
+            elif isinstance(v, tuple | list) and v and all(is_dataclass(x) for x in v):
+                for i, x in enumerate(v):
+                    add(f"{prefix}.{f.name}.{getattr(x, 'name', i)}", x)
+            elif isinstance(v, Enum):
+                out[f"{prefix}.{f.name}"] = v.name
+            elif isinstance(v, int | float | str | bool) or v is None:
+                out[f"{prefix}.{f.name}"] = v
+            else:
+                out[f"{prefix}.{f.name}"] = json.dumps(v, default=str)
+
     for obj in objs:
-        prefix = type(obj).__name__
-        for k, v in asdict(obj).items():
-            out[f"{prefix}.{k}"] = v if isinstance(v, int | float | str | bool) else json.dumps(
-                v, default=str
-            )[:500]
+        add(type(obj).__name__, obj)
     return out

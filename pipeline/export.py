@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ops import OPS, Shape
 from pipeline.execute import inplace_plan
-from pipeline.program import OUTPUT, Program, format_number
+from pipeline.program import IGNORES_LR, OUTPUT, Program, format_number
 from pipeline.ranges import fast_statements
 
 __all__ = ["export_module", "write_module"]
@@ -31,7 +31,7 @@ _HELPER_DEF = re.compile(r"def (\w+)\(")
 # Names the generated update_step uses besides the program's variables (builtins included).
 _MODULE_NAMES = frozenset(
     {"tf", "keras", "self", "gradient", "variable", "learning_rate", "dtype", "index",
-     "isinstance", "super"}
+     "isinstance", "super", "warnings"}
 )
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -108,15 +108,26 @@ def _docstring(program: Program, dropped: int) -> list[str]:
         lines += ["Functions (``update_step`` spells out each one, guards included):", ""]
         lines += [f"* ``{name}``: {OPS[name].doc}" for name in used]
         lines.append("")
+    reads = ("the rule reads it as ``lr``." if program.reads_lr else
+             "WARNING: the rule never reads it; its step size is built in.")
     lines += [
         "Args:",
         "    learning_rate: a float, a ``keras.optimizers.schedules.LearningRateSchedule``",
-        "        or a callable; the rule reads it as ``lr``.",
+        f"        or a callable; {reads}",
         "    name: the optimizer's name.",
         "    **kwargs: the base optimizer's keyword arguments (``clipnorm``, ``use_ema``, ...).",
         '"""',
     ]
     return lines
+
+
+def _warn_lines(message: str) -> list[str]:
+    """``__init__``'s lines that warn with ``message`` (one string split over lines)."""
+    parts = [f"            {_str(part)}"
+             for part in textwrap.wrap(message, 72, drop_whitespace=False)]
+    parts[-1] += ","
+    return ["        warnings.warn(", *parts, "            UserWarning,",
+            "            stacklevel=2,", "        )"]
 
 
 def _update_step(program: Program, names: dict[str, str]) -> tuple[list[str], list[str]]:
@@ -255,6 +266,8 @@ def export_module(
     ]
     for helper in sorted(helpers, key=_helper_name):
         out += ["", *helper.rstrip("\n").splitlines(), ""]
+    if not runnable.reads_lr:
+        out[out.index("import keras")] = "import warnings\n\nimport keras"
     out += [
         "",
         f"@keras.saving.register_keras_serializable(package={_str(package)})",
@@ -263,6 +276,7 @@ def export_module(
         "",
         f"    def __init__(self, learning_rate={learning_rate!r}, name={_str(name)}, **kwargs):",
         "        super().__init__(learning_rate=learning_rate, name=name, **kwargs)",
+        *([] if runnable.reads_lr else _warn_lines(IGNORES_LR)),
         "",
     ]
     if runnable.live_slots:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from ops import OPS, Op
 
 __all__ = [
+    "IGNORES_LR",
     "INPUTS",
     "OUTPUT",
     "STATE_SLOTS",
@@ -78,6 +79,10 @@ def format_number(value: float) -> str:
     """The text of a literal: ``repr`` of the float, which parses back to the same float."""
     return repr(float(value))
 
+
+# What a user is told wherever a rule that never reads ``lr`` is loaded, shown or exported.
+IGNORES_LR = ("this rule never reads lr: its step size is built in, and the learning rate "
+              "given to it (learning_rate=, a schedule) has no effect")
 
 @dataclass(frozen=True, slots=True)
 class Statement:

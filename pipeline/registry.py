@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import tempfile
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import mlflow
@@ -29,7 +30,7 @@ from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
 from pipeline.execute import numpy_step
 from pipeline.keras_optimizer import ProgramOptimizer
-from pipeline.program import Program, ProgramError
+from pipeline.program import IGNORES_LR, Program, ProgramError
 from pipeline.tracking import default_tracking_uri
 
 __all__ = [
@@ -98,11 +99,15 @@ def log_program_model(
     alias: str | None = DEFAULT_ALIAS,
     artifact_path: str | None = None,
     description: str = "",
+    tags: Mapping[str, str] | None = None,
+    model_description: str = "",
 ) -> ModelVersion:
     """Log ``program`` as a pyfunc model under run ``run_id``, register it, set ``alias``.
 
     ``artifact_path`` defaults to ``optimizer`` (``optimizer_2``, ... when the run already has
-    one). Returns the new ``ModelVersion``.
+    one). The version gets ``description`` (default: the program's text) and ``tags`` beside
+    ``structural_hash``; a non-empty ``model_description`` becomes the registered model's.
+    Returns the new ``ModelVersion``.
     """
     if not isinstance(program, Program):
         raise TypeError(
@@ -129,11 +134,13 @@ def log_program_model(
     except mlflow.exceptions.MlflowException as e:
         if e.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
+    if model_description:
+        client.update_registered_model(name, description=model_description)
     version = client.create_model_version(
         name,
         f"runs:/{run_id}/{artifact_path}",
         run_id=run_id,
-        tags={"structural_hash": program.structural_hash()},
+        tags={**(tags or {}), "structural_hash": program.structural_hash()},
         description=description or program.to_text(),
     )
     if alias:
@@ -211,8 +218,10 @@ def load_optimizer(
 ) -> ProgramOptimizer:
     """A :class:`ProgramOptimizer` running the program of ``model_uri``, ready to compile.
 
-    Keyword arguments go to the optimizer (``clipnorm``, ``use_ema``, ...).
+    Keyword arguments go to the optimizer (``clipnorm``, ``use_ema``, ...). A rule that never
+    reads ``lr`` loads with a ``UserWarning``: ``learning_rate`` would do nothing.
     """
-    return ProgramOptimizer(
-        load_program(model_uri, tracking_uri=tracking_uri), learning_rate=learning_rate, **kwargs
-    )
+    program = load_program(model_uri, tracking_uri=tracking_uri)
+    if not program.reads_lr:
+        warnings.warn(f"{model_uri}: {IGNORES_LR}", UserWarning, stacklevel=2)
+    return ProgramOptimizer(program, learning_rate=learning_rate, **kwargs)

@@ -70,6 +70,10 @@ __all__ = [
 CANDIDATES_TABLE = "candidates.json"
 _MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
 _BATCH_PARAMS = 100  # log_batch limits
+# MLflow 3's UI opens an experiment on the view its kind names; without the tag it guesses,
+# and an experiment with no traces opens on an empty GenAI overview. A search is model work.
+EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND_TAG = (EXPERIMENT_KIND, "custom_model_development")
 _BATCH_METRICS = 1000
 _log = logging.getLogger(__name__)
 
@@ -109,6 +113,14 @@ def default_tracking_uri() -> str:
     if uri:
         return uri
     return "sqlite:///" + Path("mlflow.db").resolve().as_posix()
+
+
+def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """Where a run opens in the MLflow UI: on the tracking server itself, or, for a local
+    store, on ``mlflow ui``'s default address (started with that store)."""
+    base = (tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://"))
+            else "http://127.0.0.1:5000")
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def _default_artifact_location(tracking_uri: str) -> str | None:
@@ -247,9 +259,12 @@ class Tracker:
         found = self.client.get_experiment_by_name(experiment)
         if found is not None:
             self.experiment_id = found.experiment_id
+            if EXPERIMENT_KIND not in found.tags:  # made before lionforge set it
+                self.client.set_experiment_tag(self.experiment_id, *EXPERIMENT_KIND_TAG)
         else:
             location = artifact_location or _default_artifact_location(self.tracking_uri)
-            self.experiment_id = self.client.create_experiment(experiment, location)
+            self.experiment_id = self.client.create_experiment(
+                experiment, location, tags=dict([EXPERIMENT_KIND_TAG]))
         self._stack: list[_OpenRun] = []
         self._first_by_hash: dict[str, CandidateRecord] = {}
 

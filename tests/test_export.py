@@ -7,6 +7,7 @@ import ast
 import importlib.util
 import subprocess
 import sys
+import warnings
 
 import keras
 import numpy as np
@@ -205,6 +206,7 @@ def test_exported_modules_pass_ruff_with_the_project_config(tmp_path):
         "\n".join(every_op) + f"\ns0 = x0 + m\n{sums}\nupdate = s{len(every_op) - 1} * lr\n"
         "m = interp(g, m, -0.5)\nv = m - -1e-30\n"
     )
+    programs["fixed_step"] = FIXED_STEP  # its module also imports warnings
     for key, program in programs.items():
         write_module(program, tmp_path / f"{key}.py", class_name=key.title().replace("_", ""))
     result = subprocess.run(
@@ -213,6 +215,22 @@ def test_exported_modules_pass_ruff_with_the_project_config(tmp_path):
         capture_output=True, text=True, check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+FIXED_STEP = Program.parse("m = interp(g, m, 0.9)\nu = sign(m)\nupdate = u * 0.001\n")
+
+
+def test_a_rule_that_never_reads_lr_warns_when_constructed_and_says_so_in_its_docstring(
+        tmp_path):
+    cls = _load(FIXED_STEP, tmp_path, "FixedStep")
+    assert "the rule never reads it" in cls.__doc__
+    with pytest.warns(UserWarning, match="never reads lr"):
+        cls(learning_rate=0.1)
+    reads = _load(seeds.lion(), tmp_path, "ReadsLr")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        reads(learning_rate=0.1)  # no warning for a rule that reads lr
+    assert "import warnings" not in export_module(seeds.lion())
 
 
 def test_bad_arguments_are_refused():

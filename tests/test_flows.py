@@ -137,3 +137,65 @@ def test_discover_returns_the_comparison_table(discovered):
     assert "keras_lion" in out["benchmark"]
     summary = json.loads((root / "run" / "summary.json").read_text())
     assert summary["candidates_evaluated"] == 48
+
+
+def test_the_parent_run_is_the_summary_two_runs_are_compared_by(discovered):
+    out, _, uri = discovered
+    client, parent, children = _runs(uri, "smoke")
+    exp = client.get_experiment_by_name("smoke")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # not GenAI
+    m = parent.data.metrics
+    bench = {r["optimizer"]: r["mean"] for r in out["benchmark_table"]}
+    assert m["bench_teacher_discovered"] == pytest.approx(bench["discovered"])
+    assert m["bench_teacher_keras_lion"] == pytest.approx(bench["keras_lion"])
+    assert m["bench_teacher_delta_vs_adamw"] == pytest.approx(
+        bench["discovered"] - bench["keras_adamw"])
+    assert m["best_proxy_fitness"] == pytest.approx(out["evolve"]["best_fitness"])
+    assert "funnel_C_adamw" in m  # the baseline on the funnel's last stage
+    note = parent.data.tags["mlflow.note.content"]
+    assert out["champion"].rstrip() in note
+    assert "## Benchmark" in note and "| teacher |" in note
+    assert 'load_optimizer("models:/lionforge-discovered@champion"' in note
+    # flat params, one per setting, uncut; each stage carries its own
+    p = parent.data.params
+    assert p["Proxy.tasks"] == '["teacher"]' and p["FunnelSettings.stages.C.task"] == "teacher"
+    assert p["Hurdles.baseline"] == seeds.adamw().to_text()  # multi-line, not cut
+    assert p["EvolutionConfig.population_size"] == "16"
+    assert "EvolutionConfig.population_size" in children["evolve"].data.params
+    assert "FunnelSettings.top_k" in children["funnel"].data.params
+    assert "FunnelSettings.top_k" not in children["benchmark"].data.params
+    assert children["benchmark"].data.params["BenchmarkSettings.tasks"] == '["teacher"]'
+
+
+def test_the_registered_version_carries_a_model_card(discovered):
+    out, _, uri = discovered
+    client = MlflowClient(uri)
+    model = client.get_registered_model("lionforge-discovered")
+    assert "lionforge" in model.description and "reads_lr" in model.description
+    version = client.get_model_version_by_alias("lionforge-discovered", "champion")
+    champion = Program.parse(out["champion"])
+    tags = version.tags
+    assert tags["reads_lr"] == str(champion.reads_lr)
+    assert tags["config"] == "smoke.gin"
+    assert tags["champion"] == ("discovered" if out["beat_baseline_in_funnel"] else "baseline")
+    assert tags["structural_hash"] == champion.structural_hash()
+    assert tags["funnel_C"].count("±") == 1
+    if out["beat_baseline_in_funnel"]:  # the benchmark measured the registered program
+        assert float(tags["bench_delta_vs_adamw.teacher"]) == pytest.approx(
+            next(r["mean"] for r in out["benchmark_table"] if r["optimizer"] == "discovered")
+            - next(r["mean"] for r in out["benchmark_table"] if r["optimizer"] == "keras_adamw"),
+            abs=1e-3)
+    assert champion.to_text().rstrip() in version.description
+    assert "load_optimizer(" in version.description
+
+
+def test_the_cli_summary_ends_with_the_runs_address_in_the_mlflow_ui(discovered, capsys):
+    from flows.cli import _print_discover
+
+    out, _, uri = discovered
+    _, parent, _ = _runs(uri, "smoke")
+    _print_discover(out)
+    lines = capsys.readouterr().out.rstrip().splitlines()
+    assert lines[-1] == (f"MLflow run: http://127.0.0.1:5000/#/experiments/"
+                         f"{parent.info.experiment_id}/runs/{parent.info.run_id}")
+    assert f"mlflow ui --backend-store-uri {uri}" in lines[-2]

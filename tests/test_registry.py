@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import mlflow
@@ -65,6 +66,27 @@ def test_winner_is_registered_with_alias_champion_and_loads_back_as_the_same_pro
     files = {f.path for f in client.list_artifacts(run_id, "optimizer")}
     assert "optimizer/MLmodel" in files and "optimizer/program_model.py" in files
     assert not any(p.endswith(".pkl") for p in files)  # models from code: nothing pickled
+
+
+def test_a_version_gets_its_model_card_and_a_rule_that_ignores_lr_loads_with_a_warning(store):
+    fixed = pipeline.Program.parse("m = interp(g, m, 0.9)\nu = sign(m)\nupdate = u * 0.001\n")
+    tracker = Tracker("cfg")
+    with tracker.run("discover"), tracker.stage("register"):
+        tracker.register(fixed, description="the card", tags={"reads_lr": "False"},
+                         model_description="found by lionforge")
+    client = MlflowClient(store, store)
+    version = client.get_model_version_by_alias(DEFAULT_MODEL_NAME, DEFAULT_ALIAS)
+    assert version.description == "the card"
+    assert version.tags == {"reads_lr": "False", "structural_hash": fixed.structural_hash()}
+    assert client.get_registered_model(DEFAULT_MODEL_NAME).description == "found by lionforge"
+    with pytest.warns(UserWarning, match="never reads lr"):
+        load_optimizer(CHAMPION)
+    with tracker.run("discover"), tracker.stage("register"):
+        tracker.register(seeds.lion())  # an empty model description leaves the model's alone
+    assert client.get_registered_model(DEFAULT_MODEL_NAME).description == "found by lionforge"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_optimizer(CHAMPION)  # reads lr: no warning
 
 
 def test_pyfunc_loader_gives_a_keras_optimizer_and_predicts_the_first_update(store):

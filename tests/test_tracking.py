@@ -13,7 +13,13 @@ from mlflow import MlflowClient
 from pipeline import plots, seeds
 from pipeline.program import Program
 from pipeline.records import CandidateRecord
-from pipeline.tracking import CANDIDATES_TABLE, Tracker, default_tracking_uri, lineage
+from pipeline.tracking import (
+    CANDIDATES_TABLE,
+    EXPERIMENT_KIND,
+    Tracker,
+    default_tracking_uri,
+    lineage,
+)
 
 
 def _records(n: int, start: int = 0) -> list[CandidateRecord]:
@@ -101,6 +107,16 @@ def test_metrics_are_logged_per_step_with_best_so_far_and_hit_rates(store):
     assert evaluated == sum(r.evaluated for r in records)
     speed = client.get_metric_history(run_id, "candidates_per_s")
     assert len(speed) == 5 and all(m.value > 0 for m in speed)
+
+
+def test_experiments_are_marked_as_model_development_so_the_ui_opens_on_runs(store):
+    client = MlflowClient(store)
+    Tracker("fresh")
+    kind = client.get_experiment_by_name("fresh").tags[EXPERIMENT_KIND]
+    assert kind == "custom_model_development"
+    old = client.create_experiment("made_by_an_older_lionforge")
+    Tracker("made_by_an_older_lionforge")
+    assert client.get_experiment(old).tags[EXPERIMENT_KIND] == "custom_model_development"
 
 
 def test_parent_run_has_config_params_seed_and_child_stage_runs(store, tmp_path):
