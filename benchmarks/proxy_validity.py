@@ -19,13 +19,18 @@ reach about ``sqrt(R)``: a validity goal above that asks for more seeds or for t
 separate the panel, not for a better proxy. The script prints both, and how often two
 targets agree with each other.
 
+A proxy has seed noise of its own: with a dozen optimizers a few thousandths apart, which
+init seed the proxy trains with can move the figure by 0.4. Each proxy is therefore scored on
+``--draws`` disjoint blocks of init seeds, and its figure is the mean Spearman over them.
+
 It prints, per proxy, the Spearman rank correlation between the two over the panel, marks
 best rates at the edge of the target grid, and shows the warm start (AdamW) at its best
 multiplier on each proxy task beside AdamW tuned on a fine grid there (equal within noise
 means the warm start is not handicapped). The last line reads
-``proxy validity: spearman 0.83 over 12 optimizers`` for the first (default) proxy.
+``proxy validity: spearman 0.83 over 12 optimizers`` for the first proxy (``base.gin``'s
+teacher: the default), the mean over its draws.
 
-Run: ``.venv/bin/python benchmarks/proxy_validity.py`` (about 4 minutes on 2 cores).
+Run: ``.venv/bin/python benchmarks/proxy_validity.py`` (about 6 minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import math
 import statistics
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 from scipy.stats import spearmanr
 
@@ -72,26 +78,54 @@ def tf_evaluate(programs, task, scale, seed):
     return [r.fitness for r in evaluate(list(programs), task, scale, seed, hurdles=NO_HURDLES)]
 
 
-def tuned(programs: dict[str, Program], task: str, n_grid: int, seeds: Sequence[int]):
+def tuned(programs: dict[str, Program], task: str, n_grid: int, seeds: Sequence[int],
+          scale: float = 1.0):
     """Per program: its best over a grid of ``n_grid`` multipliers x2 apart (``Tuned``)."""
     mults = [2.0 ** k for k in range(-(n_grid // 2), n_grid - n_grid // 2)]
-    rows = tune(list(programs.values()), task, tf_evaluate, mults, seeds)
+    rows = tune(list(programs.values()), task, tf_evaluate, mults, seeds, scale)
     return dict(zip(programs, rows, strict=True))
+
+
+PROXY_FIELDS = {"scale": float, "n_seeds": int, "seed": int}
+
+
+def parse_proxy(spec: str, multipliers: str | None) -> Proxy:
+    """``teacher,digits_mlp`` or with fields, ``teacher:n_seeds=2:scale=2``, as a ``Proxy``."""
+    tasks, *fields = spec.split(":")
+    kwargs: dict = {} if multipliers is None else {
+        "lr_multipliers": tuple(float(c) for c in multipliers.split(","))}
+    for field in fields:
+        key, _, value = field.partition("=")
+        if key not in PROXY_FIELDS or not value:
+            raise ValueError(f"proxy {spec!r}: a field reads NAME=VALUE with NAME one of "
+                             f"{sorted(PROXY_FIELDS)}. Received: {field!r}")
+        kwargs[key] = PROXY_FIELDS[key](value)
+    return Proxy(tasks=tuple(tasks.split(",")), **kwargs)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--proxies", default="teacher,digits_mlp;teacher;digits_mlp",
-                    help="';'-separated proxies, each a ','-separated task list; first = default")
+    ap.add_argument("--proxies", default="teacher;teacher,digits_mlp;digits_mlp",
+                    help="';'-separated proxies, each a ','-separated task list, optionally "
+                         "with ':n_seeds=N', ':seed=S' and ':scale=X'; the first is the default")
     ap.add_argument("--multipliers", default=None,
                     help="','-separated Proxy.lr_multipliers (default: the Proxy default)")
     ap.add_argument("--targets", default="teacher_deep,synth_mlp,digits_conv")
     ap.add_argument("--grid", type=int, default=10, help="target grid points, x2 apart")
+    ap.add_argument("--draws", type=int, default=3,
+                    help="draws of each proxy's init seeds (disjoint blocks); the figure is "
+                         "the mean Spearman over them")
     ap.add_argument("--seeds", type=int, default=4,
                     help="target init seeds, split in two halves (even, at least 2)")
     args = ap.parse_args()
+    if args.draws < 1:
+        ap.error(f"--draws must be at least 1. Received: {args.draws}")
     if args.seeds < 2 or args.seeds % 2:
         ap.error(f"--seeds must be even and at least 2. Received: {args.seeds}")
+    try:
+        proxies = [parse_proxy(spec, args.multipliers) for spec in args.proxies.split(";")]
+    except ValueError as e:
+        ap.error(str(e))
     t0 = time.time()
     programs = panel()
     names = list(programs)
@@ -130,33 +164,44 @@ def main() -> None:
           f"expected ceiling of any proxy's validity: {ceiling:.2f}")
 
     results = []
-    for spec in args.proxies.split(";"):
-        tasks = tuple(spec.split(","))
-        mults = {} if args.multipliers is None else {
-            "lr_multipliers": tuple(float(c) for c in args.multipliers.split(","))}
-        proxy = calibrate(Proxy(tasks=tasks, **mults), seeds.adamw(), tf_evaluate)
-        scores = score([programs[n] for n in names], proxy, tf_evaluate)
-        rho = spearmanr([s.fitness for s in scores], [target_score[n] for n in names]).statistic
-        results.append((tasks, rho))
-        print(f"\n== proxy {tasks} at lr x {proxy.lr_multipliers}: noise (warm start's seed "
-              f"std) {proxy.noise:.4g}")
-        for task, mean, std in zip(tasks, proxy.calibration.means, proxy.calibration.stds,
-                                   strict=True):
-            fine = tuned({"adamw": seeds.adamw()}, task, args.grid, range(3))["adamw"]
-            print(f"   warm start on {task}: best of K {mean:.4f} ± {std:.4f} (5 seeds); "
-                  f"AdamW on a fine grid {fine.mean:.4f} ± {fine.std:.4f} (3 seeds)"
-                  f"{' at an edge' if fine.at_edge else ''}")
-        for n, s in sorted(zip(names, scores, strict=True), key=lambda x: -x[1].fitness):
-            print(f"   {n:<20} fitness {s.fitness:>10.4f}  target mean rank "
-                  f"{-target_score[n]:>5.2f}  lr x {s.lr_multipliers}")
-        print(f"   spearman {rho:.2f}")
+    for spec, bare in zip(args.proxies.split(";"), proxies, strict=True):
+        proxy = calibrate(bare, seeds.adamw(), tf_evaluate)
+        # Draw d trains on its own block of init seeds: how much of the figure is the proxy's
+        # own seed noise shows as the spread over draws.
+        draws = [replace(proxy, seed=bare.seed + d * bare.n_seeds) for d in range(args.draws)]
+        all_scores = [score([programs[n] for n in names], p, tf_evaluate) for p in draws]
+        rhos = [spearmanr([s.fitness for s in scores],
+                          [target_score[n] for n in names]).statistic for scores in all_scores]
+        results.append((spec, rhos))
+        _print_proxy(spec, proxy, names, all_scores[0], target_score, args.grid)
+        print(f"   spearman {rhos[0]:.2f}" + (
+            "" if len(rhos) == 1 else f"; over {len(rhos)} draws of the proxy's init seeds: "
+            f"{' '.join(f'{r:.2f}' for r in rhos)} (mean {statistics.fmean(rhos):.2f})"))
     print(f"\n({time.time() - t0:.0f} s)")
-    for tasks, rho in results:
-        print(f"proxy {','.join(tasks)}: spearman {rho:.2f}")
+    for spec, rhos in results:
+        spread = ("" if len(rhos) == 1 else
+                  f" (mean of {len(rhos)} draws; {min(rhos):.2f}..{max(rhos):.2f})")
+        print(f"proxy {spec}: spearman {statistics.fmean(rhos):.2f}{spread}")
     print(f"targets' reliability {reliability:.2f} (split-half {split_half:.2f}); "
           f"expected ceiling {ceiling:.2f}")
-    print(f"proxy validity: spearman {results[0][1]:.2f} over {len(names)} optimizers")
+    print(f"proxy validity: spearman {statistics.fmean(results[0][1]):.2f} over {len(names)} "
+          "optimizers")
 
+
+def _print_proxy(spec: str, proxy: Proxy, names, scores, target_score, grid: int) -> None:
+    """One proxy's noise, the warm start beside AdamW tuned on a fine grid, and the panel's
+    proxy fitness (first draw) beside its mean rank on the targets."""
+    print(f"\n== proxy {spec} at lr x {proxy.lr_multipliers}: noise (warm start's seed "
+          f"std) {proxy.noise:.4g}")
+    for task, mean, std in zip(proxy.tasks, proxy.calibration.means, proxy.calibration.stds,
+                               strict=True):
+        fine = tuned({"adamw": seeds.adamw()}, task, grid, range(3), proxy.scale)["adamw"]
+        print(f"   warm start on {task}: best of K {mean:.4f} ± {std:.4f} (5 draws); "
+              f"AdamW on a fine grid {fine.mean:.4f} ± {fine.std:.4f} (3 seeds)"
+              f"{' at an edge' if fine.at_edge else ''}")
+    for n, s in sorted(zip(names, scores, strict=True), key=lambda x: -x[1].fitness):
+        print(f"   {n:<20} fitness {s.fitness:>10.4f}  target mean rank "
+              f"{-target_score[n]:>5.2f}  lr x {s.lr_multipliers}")
 
 if __name__ == "__main__":
     main()
