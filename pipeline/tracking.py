@@ -120,7 +120,8 @@ def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
     store, on ``mlflow ui``'s default address (started with that store)."""
     base = (tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://"))
             else "http://127.0.0.1:5000")
-    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+    # MLflow 3 opens in its GenAI mode unless the address asks for model training
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 
 
 def _default_artifact_location(tracking_uri: str) -> str | None:

@@ -197,5 +197,6 @@ def test_the_cli_summary_ends_with_the_runs_address_in_the_mlflow_ui(discovered,
     _print_discover(out)
     lines = capsys.readouterr().out.rstrip().splitlines()
     assert lines[-1] == (f"MLflow run: http://127.0.0.1:5000/#/experiments/"
-                         f"{parent.info.experiment_id}/runs/{parent.info.run_id}")
+                         f"{parent.info.experiment_id}/runs/{parent.info.run_id}"
+                         "?workflowType=machine_learning")
     assert f"mlflow ui --backend-store-uri {uri}" in lines[-2]
