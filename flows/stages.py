@@ -310,7 +310,8 @@ def evolve_stage(
     The search state is checkpointed to ``run_dir/search.json`` after every batch; running
     again with the same ``run_dir`` resumes it. Writes ``run_dir/summary.json``. With a
     ``tracker``, the candidates its open run's table lacks (all of them for a new run; those
-    after the last write before a crash for a reopened one) are logged first.
+    after the last write before a crash for a reopened one) are logged first; the tracker's
+    per-step metrics already carry the summary's figures, so only ``restarts`` is added.
     """
     run_dir = Path(run_dir)
     open_run_dir(cfg, exp, run_dir)
@@ -344,10 +345,8 @@ def evolve_stage(
     os.replace(tmp, run_dir / SUMMARY_FILE)
     if tracker is not None:
         tracker.flush()
-        tracker.log_metrics(
-            {k: v for k, v in summary.items() if isinstance(v, int | float)},
-            step=summary["candidates_evaluated"],
-        )
+        tracker.log_metrics({"restarts": summary["restarts"]},
+                            step=summary["candidates_evaluated"])
     return search
 
 
@@ -377,14 +376,22 @@ def funnel_stage(
         lr_multipliers=cfg.lr_multipliers,
     )
     if tracker is not None:
-        tracker.log_table(result.table(), "funnel")
-        tracker.log_text(result.format(), "funnel.txt")
         from pipeline import plots
+        from pipeline.classify import classify
 
-        rows = [{**r, "program": r["structural_hash"][:8]} for r in result.table()]
-        tracker.log_figure(
-            plots.funnel(plots.pivot(rows, "program", "stage", "mean")), "plots/funnel.png"
-        )
+        # Programs by proxy rank and behaviour ("#2 sign-momentum"), the baseline by name.
+        ranked = dict.fromkeys(r.program for r in result.rows if not r.is_baseline)
+        names = {text: f"#{k} {classify(Program.parse(text)).value}"
+                 for k, text in enumerate(ranked, 1)}
+        if result.winner is not None:
+            names[result.winner.to_text()] += " (winner)"
+        baseline = f"{plots.display_name(cfg.baseline)} (baseline)"
+        rows = [{"label": baseline if r["is_baseline"] else names[r["program"]], **r}
+                for r in result.table()]
+        tracker.log_table(rows, "funnel")
+        tracker.log_text(result.format(), "funnel.txt")
+        titles = {s.name: f"stage {s.name}: {s.task} x{s.scale:g}" for s in cfg.stages}
+        tracker.log_figure(plots.funnel(rows, titles), "plots/funnel.png")
     return result
 
 

@@ -9,7 +9,11 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-__all__ = ["CandidateRecord"]
+__all__ = ["DIVERGED", "CandidateRecord"]
+
+# The reason of a worst fitness the evaluator gave without one: evaluators score worst only a
+# run that blew up, its loss or parameters NaN/inf or huge (a cache hit repeats its verdict).
+DIVERGED = "diverged"
 
 
 @dataclass(frozen=True)
@@ -47,8 +51,19 @@ class CandidateRecord:
 
     @property
     def evaluated(self) -> bool:
-        """True when this candidate cost an evaluation (not rejected, not a cache hit)."""
-        return not self.cache_hit and not self.rejection
+        """True when this candidate went to the evaluator: it passed abstract execution (it
+        has a structural hash) and hit no cache. One the evaluator then gave up on (a
+        timeout) counts: it cost the evaluation, as in ``SearchStats.evaluations``."""
+        return not self.cache_hit and bool(self.structural_hash)
+
+    @property
+    def reason(self) -> str:
+        """Why this candidate has the worst fitness ("" when its fitness is finite): the
+        rejection (abstract execution's, or the evaluator's such as "timeout"), else
+        :data:`DIVERGED`."""
+        if self.rejection:
+            return self.rejection
+        return "" if math.isfinite(self.fitness) else DIVERGED
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -180,11 +180,19 @@ def lineage(records: Iterable[CandidateRecord], winner_hash: str) -> list[Lineag
     return steps
 
 
+# The candidates table's columns: what a reader scans first (the program, its fitness, how
+# it was made, why it failed) leads; the bookkeeping follows.
+TABLE_COLUMNS = ("program", "fitness", "mutation", "generation", "reason", "cache_hit", "index",
+                 "stage", "structural_hash", "parent_hash", "fingerprint", "lr_multipliers")
+
+
 def _row(record: CandidateRecord) -> dict:
-    row = record.to_dict()
-    if not math.isfinite(record.fitness):  # JSON has no infinities; rejection says why
-        row["fitness"] = None
-    return row
+    """The record as a table row; a worst fitness is null (JSON has no infinities) and
+    ``reason`` says why (``CandidateRecord.reason``, which subsumes ``rejection``)."""
+    d = record.to_dict() | {"reason": record.reason}
+    if not math.isfinite(record.fitness):
+        d["fitness"] = None
+    return {k: d[k] for k in TABLE_COLUMNS}
 
 
 def _text(program: Program | str) -> str:
@@ -201,14 +209,16 @@ class _OpenRun:
     rows_written: int = 0
     metrics: list[Metric] = field(default_factory=list)
     seen: int = 0
-    evaluated: int = 0
+    evaluations: int = 0
     structural_hits: int = 0
     fec_hits: int = 0
     rejected: int = 0
     best: float = -math.inf
     fitness: list[float] = field(default_factory=list)
+    worst: dict[str, int] = field(default_factory=dict)  # worst-fitness candidates per reason
     restarts: list[tuple[int, str]] = field(default_factory=list)
     last_point: tuple[int, float] = (0, 0.0)  # (candidates seen, time) at the last metric step
+    arrived: float = 0.0  # when the last batch of candidates was logged
 
 
 class Tracker:
@@ -367,24 +377,31 @@ class Tracker:
             self._metric_step(top)
         self.flush(strict=True)
         if top.seen:
-            fig = plots.fitness_over_candidates(top.fitness, top.restarts)
+            fig = plots.fitness_over_candidates(top.fitness, top.restarts, top.worst)
             self.log_figure(fig, "plots/fitness.png")
 
     # ----- candidates and metrics -----------------------------------------------------------
 
     def log_candidates(self, records: Iterable[CandidateRecord]) -> None:
-        """Buffer candidates for the open run's candidates table and update its metrics.
+        """Buffer one batch of candidates for the open run's table and update its metrics.
 
-        Every ``metrics_every`` candidates a metric step is recorded (step = candidates seen):
-        ``best_fitness``, ``cache_hit_rate``, ``structural_hit_rate``, ``fec_hit_rate``,
-        ``rejection_rate``, ``evaluated``, ``candidates_per_s``.
+        After a batch that brings ``metrics_every`` or more candidates since the last metric
+        step, a step is recorded (step = candidates seen): ``best_fitness``,
+        ``cache_hit_rate``, ``structural_hit_rate``, ``fec_hit_rate``, ``rejection_rate``,
+        ``evaluations`` (candidates that went to the evaluator) and ``candidates_per_s``
+        over the whole batches since the last step. Steps fall between batches, never inside
+        one: a step inside a batch measured microseconds of bookkeeping as a rate.
         """
         top = self._top()
+        self._buffer(top, records)
+        top.arrived = time.perf_counter()
+        if top.seen - top.last_point[0] >= self.metrics_every:
+            self._metric_step(top)
+
+    def _buffer(self, top: _OpenRun, records: Iterable[CandidateRecord]) -> None:
         for r in records:
             top.rows.append(_row(r))
             self._count(top, r)
-            if top.seen - top.last_point[0] >= self.metrics_every:
-                self._metric_step(top)
         if len(top.rows) >= max(self.flush_rows, top.rows_written // 4):
             self._flush_rows(top)
 
@@ -398,7 +415,9 @@ class Tracker:
         if r.rejection:
             top.rejected += 1
         if r.evaluated:
-            top.evaluated += 1
+            top.evaluations += 1
+        if not math.isfinite(r.fitness):
+            top.worst[r.reason] = top.worst.get(r.reason, 0) + 1
         if math.isfinite(r.fitness) and r.fitness > top.best:
             top.best = r.fitness
         self._first_by_hash.setdefault(r.structural_hash, r)
@@ -421,8 +440,10 @@ class Tracker:
         for r in records[:done]:
             self._count(top, r)
         top.rows_written = done
+        self._buffer(top, records[done:])
+        if len(records) > done:  # a step for them, with no rate: they were not timed here
+            self._metric_step(top, timed=False)
         top.last_point = (top.seen, time.perf_counter())
-        self.log_candidates(records[done:])
         return done
 
     def table_rows(self, run_id: str | None = None) -> int:
@@ -458,8 +479,9 @@ class Tracker:
         """Mark a restart before candidate ``at`` (shown on the stage's fitness plot)."""
         self._top().restarts.append((at, kind))
 
-    def _metric_step(self, top: _OpenRun) -> None:
-        now = time.perf_counter()
+    def _metric_step(self, top: _OpenRun, timed: bool = True) -> None:
+        """Metrics at step ``top.seen``; ``candidates_per_s`` over the batches that arrived
+        since the last step (not when ``timed`` is False)."""
         n0, t0 = top.last_point
         seen = max(top.seen, 1)
         values = {
@@ -467,13 +489,14 @@ class Tracker:
             "fec_hit_rate": top.fec_hits / seen,
             "cache_hit_rate": (top.structural_hits + top.fec_hits) / seen,
             "rejection_rate": top.rejected / seen,
-            "evaluated": float(top.evaluated),
-            "candidates_per_s": (top.seen - n0) / max(now - t0, 1e-9),
+            "evaluations": float(top.evaluations),
         }
+        if timed and top.arrived > t0:
+            values["candidates_per_s"] = (top.seen - n0) / (top.arrived - t0)
         if math.isfinite(top.best):
             values["best_fitness"] = top.best
         self._buffer_metrics(top, values, top.seen)
-        top.last_point = (top.seen, now)
+        top.last_point = (top.seen, top.arrived)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         """Buffer metrics for the open run at ``step`` (sent with ``log_batch``)."""

@@ -67,9 +67,10 @@ def test_the_candidates_table_has_one_row_per_candidate(discovered, tmp_path):
     rows = [dict(zip(raw["columns"], r, strict=True)) for r in raw["data"]]
     assert len(rows) == out["evolve"]["candidates_evaluated"] == 48
     assert [r["index"] for r in rows] == list(range(48))
-    assert {"program", "structural_hash", "fingerprint", "parent_hash", "mutation", "generation",
-            "fitness", "cache_hit", "rejection"} <= set(raw["columns"])
-    trained = sum(1 for r in rows if not r["cache_hit"] and not r["rejection"])
+    assert raw["columns"][:5] == ["program", "fitness", "mutation", "generation", "reason"]
+    assert {"structural_hash", "fingerprint", "parent_hash", "cache_hit"} <= set(raw["columns"])
+    assert all(r["reason"] for r in rows if r["fitness"] is None)  # every worst says why
+    trained = sum(1 for r in rows if not r["cache_hit"] and r["structural_hash"])
     assert trained == out["evolve"]["evaluations"]
 
 
@@ -79,6 +80,9 @@ def test_metrics_and_plots_exist(discovered):
     evolve = children["evolve"].info.run_id
     history = client.get_metric_history(evolve, "best_fitness")
     assert history and all(np.isfinite(m.value) for m in history)
+    trained = client.get_metric_history(evolve, "evaluations")
+    assert trained and trained[-1].step == 48  # one count of trained candidates, per step
+    assert not {"evaluated", "candidates_evaluated"} & set(children["evolve"].data.metrics)
     plots = set()
     for run in [parent, *children.values()]:
         plots |= {a.path for a in client.list_artifacts(run.info.run_id, "plots")}

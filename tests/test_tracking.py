@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import fields
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from pipeline.records import CandidateRecord
 from pipeline.tracking import (
     CANDIDATES_TABLE,
     EXPERIMENT_KIND,
+    TABLE_COLUMNS,
     Tracker,
     default_tracking_uri,
     lineage,
@@ -23,11 +25,13 @@ from pipeline.tracking import (
 
 
 def _records(n: int, start: int = 0) -> list[CandidateRecord]:
-    """n synthetic candidates: every 3rd rejected, every 5th an FEC hit, every 7th structural."""
+    """n synthetic candidates: every 3rd rejected, every 11th otherwise diverged (worst
+    fitness, no rejection), every 5th an FEC hit, every 7th structural."""
     text = seeds.adamw().to_text()
     out = []
     for i in range(start, start + n):
         rejected = i % 3 == 0
+        diverged = not rejected and i % 11 == 0
         hit = "fec" if i % 5 == 0 else "structural" if i % 7 == 0 else ""
         out.append(
             CandidateRecord(
@@ -39,7 +43,7 @@ def _records(n: int, start: int = 0) -> list[CandidateRecord]:
                 mutation="insert" if i else "seed",
                 generation=i,
                 stage="proxy",
-                fitness=-math.inf if rejected else math.sin(i) + i / 100,
+                fitness=-math.inf if rejected or diverged else math.sin(i) + i / 100,
                 cache_hit=hit,
                 rejection="invalid shape" if rejected else "",
             )
@@ -78,12 +82,13 @@ def test_candidates_table_has_one_row_per_candidate_across_batched_appends(store
                 tracker.log_candidates(records[i : i + 30])
     client = MlflowClient(store)
     table = _table(client, run_id, CANDIDATES_TABLE, tmp_path)
-    assert table["columns"] == [f.name for f in fields(CandidateRecord)]
+    assert table["columns"] == list(TABLE_COLUMNS)
     rows = [dict(zip(table["columns"], r, strict=True)) for r in table["data"]]
     assert [r["index"] for r in rows] == list(range(250))
     assert [r["structural_hash"] for r in rows] == [r.structural_hash for r in records]
-    assert rows[3]["fitness"] is None and rows[3]["rejection"] == "invalid shape"
-    assert rows[4]["fitness"] == pytest.approx(records[4].fitness)
+    assert rows[3]["fitness"] is None and rows[3]["reason"] == "invalid shape"
+    assert rows[11]["fitness"] is None and rows[11]["reason"] == "diverged"
+    assert rows[4]["fitness"] == pytest.approx(records[4].fitness) and rows[4]["reason"] == ""
     assert rows[5]["cache_hit"] == "fec" and rows[7]["cache_hit"] == "structural"
     # The artifacts live inside tmp_path (next to the sqlite file), not in the repository.
     assert client.get_run(run_id).info.artifact_uri.startswith((tmp_path / "mlartifacts").as_uri())
@@ -93,20 +98,56 @@ def test_metrics_are_logged_per_step_with_best_so_far_and_hit_rates(store):
     tracker = Tracker("cfg", flush_rows=1000, metrics_every=50)
     records = _records(230)
     with tracker.stage("evolve") as run_id:
-        tracker.log_candidates(records[:120])
-        tracker.log_candidates(records[120:])
+        for i in range(0, 230, 30):  # the last batch, 20, brings 50 since the step at 180
+            tracker.log_candidates(records[i : i + 30])
     client = MlflowClient(store)
     best = client.get_metric_history(run_id, "best_fitness")
-    assert [m.step for m in best] == [50, 100, 150, 200, 230]  # the last step on close
+    assert [m.step for m in best] == [60, 120, 180, 230]  # between batches, never inside one
     for m in best:
         expected = max(r.fitness for r in records[: m.step] if math.isfinite(r.fitness))
         assert m.value == pytest.approx(expected)
     hits = {m.step: m.value for m in client.get_metric_history(run_id, "cache_hit_rate")}
     assert hits[230] == pytest.approx(sum(1 for r in records if r.cache_hit) / 230)
-    evaluated = client.get_metric_history(run_id, "evaluated")[-1].value
-    assert evaluated == sum(r.evaluated for r in records)
+    evaluations = client.get_metric_history(run_id, "evaluations")[-1].value
+    assert evaluations == sum(r.evaluated for r in records)
+    assert client.get_metric_history(run_id, "evaluated") == []  # one name per figure
     speed = client.get_metric_history(run_id, "candidates_per_s")
-    assert len(speed) == 5 and all(m.value > 0 for m in speed)
+    assert [m.step for m in speed] == [60, 120, 180, 230] and all(m.value > 0 for m in speed)
+
+
+def test_candidates_per_s_covers_whole_batches_so_it_does_not_saw_tooth(store):
+    """Batches of 150 with a step every 100 candidates used to put a step inside each batch:
+    rates alternated between a real one and microseconds of bookkeeping (~90,000/s)."""
+    tracker = Tracker("cfg", flush_rows=1000, metrics_every=100)
+    records, pause = _records(450), 0.05  # each batch "takes" at least 50 ms to evaluate
+    with tracker.stage("evolve") as run_id:
+        for i in range(0, 450, 150):
+            time.sleep(pause)
+            tracker.log_candidates(records[i : i + 150])
+    speed = MlflowClient(store).get_metric_history(run_id, "candidates_per_s")
+    assert [m.step for m in speed] == [150, 300, 450]
+    assert all(0 < m.value <= 150 / pause for m in speed)
+
+
+def test_a_resumed_stage_logs_only_the_missing_rows_and_times_only_new_batches(store, tmp_path):
+    records = _records(200)
+    first = Tracker("cfg", flush_rows=10, metrics_every=50)
+    with first.stage("evolve") as run_id:
+        first.log_candidates(records[:90])  # a crash would leave these 90 in the table
+    again = Tracker("cfg", flush_rows=10, metrics_every=50)
+    with again.stage("evolve", run_id=run_id):
+        assert again.resume_candidates(records[:150]) == 90
+        time.sleep(0.01)
+        again.log_candidates(records[150:])
+    client = MlflowClient(store)
+    table = _table(client, run_id, CANDIDATES_TABLE, tmp_path)
+    rows = [dict(zip(table["columns"], r, strict=True)) for r in table["data"]]
+    assert [r["index"] for r in rows] == list(range(200))  # each candidate once
+    assert all(r["reason"] for r in rows if r["fitness"] is None)
+    steps = {m.step: m.value for m in client.get_metric_history(run_id, "evaluations")}
+    assert steps[150] == sum(r.evaluated for r in records[:150])  # the backlog's own step
+    speed = [m.step for m in client.get_metric_history(run_id, "candidates_per_s")]
+    assert 150 not in speed and 200 in speed  # the backlog was not timed; new batches are
 
 
 def test_experiments_are_marked_as_model_development_so_the_ui_opens_on_runs(store):
@@ -224,31 +265,44 @@ def test_lineage_stops_on_a_cycle():
     assert [s.structural_hash for s in lineage([a, b], "hb")] == ["ha", "hb"]
 
 
-def test_fitness_plot_marks_each_restart_and_skips_non_finite_points():
-    fig = plots.fitness_over_candidates([0.1, -math.inf, 0.3, 0.2], [(2, "seed"), (3, "best")])
-    ax = fig.axes[0]
-    assert len(ax.collections[0].get_offsets()) == 3
-    vertical = [ln for ln in ax.lines if len(set(ln.get_xdata())) == 1]
-    assert sorted(ln.get_xdata()[0] for ln in vertical) == [2, 3]
-    best = next(ln for ln in ax.lines if ln.get_label() == "best so far")
-    assert list(best.get_ydata()) == [0.1, 0.1, 0.3, 0.3]
+
+def test_the_funnel_stage_labels_programs_by_rank_and_behaviour_and_the_baseline_by_name(
+    store, tmp_path
+):
+    from types import SimpleNamespace
+
+    from flows.settings import FunnelSettings
+    from flows.stages import funnel_stage
+    from pipeline.funnel import Stage
+    from pipeline.numpy_tasks import Quadratic
+
+    def evaluate(programs, stage, seed):  # NumPy in place of the TF evaluator
+        task = Quadratic(dim=int(stage.scale), steps=60, lr=0.3, seed=seed)
+        return [task(p) for p in programs]
+
+    ranked = [seeds.adamw(beta_1=0.7), seeds.lion(), Program.parse("update = g * lr\n")]
+    search = SimpleNamespace(records=[
+        CandidateRecord(i, p.to_text(), p.structural_hash(), "", "", "insert", 1, "proxy", 3.0 - i)
+        for i, p in enumerate(ranked)])
+    cfg = FunnelSettings(top_k=3, stages=(Stage("B", "quadratic", 8), Stage("C", "quadratic", 32)),
+                         seeds=(0, 1), lr_multipliers=(1 / 3, 1.0, 3.0))
+    tracker = Tracker("cfg")
+    with tracker.stage("funnel") as run_id:
+        assert funnel_stage(search, cfg, evaluate, tracker).winner == ranked[0]
+    client = MlflowClient(store)
+    table = _table(client, run_id, "tables/funnel.json", tmp_path)
+    rows = [dict(zip(table["columns"], r, strict=True)) for r in table["data"]]
+    on_b = [r["label"] for r in rows if r["stage"] == "B"]
+    assert on_b == ["AdamW (baseline)", "#1 adam-like (winner)", "#2 sign-momentum", "#3 sgd"]
+    assert {f.path for f in client.list_artifacts(run_id, "plots")} == {"plots/funnel.png"}
 
 
-def test_pivot_turns_funnel_rows_into_per_program_stage_scores():
-    rows = [
-        {"program": "p1", "stage": "A", "fitness": 1.0},
-        {"program": "p1", "stage": "B", "fitness": 2.5},
-        {"program": "p2", "stage": "A", "fitness": None},
-    ]
-    scores = plots.pivot(rows, "program", "stage", "fitness")
-    assert scores["p1"] == {"A": 1.0, "B": 2.5}
-    assert math.isnan(scores["p2"]["A"])
-
-
-def test_funnel_and_loss_curve_plots_draw_one_line_per_program_and_panel_per_task():
-    fig = plots.funnel({"p1": {"A": 1.0, "B": 2.0, "C": 3.0}, "p2": {"A": 0.5}}, ["A", "B", "C"])
-    lines = fig.axes[0].lines
-    assert [len(ln.get_xdata()) for ln in lines] == [3, 1]
-    fig = plots.loss_curves({"t1": {"adamw": [3, 2], "lion": [3, 1]}, "t2": {"adamw": [1, 0.5]}})
-    assert [len(ax.lines) for ax in fig.axes] == [2, 1]
-    assert fig.axes[0].get_yscale() == "log"
+def test_a_record_says_why_its_fitness_is_worst_and_whether_it_cost_an_evaluation():
+    timed_out = CandidateRecord(0, "x", "h", "", "", "insert", 1, "proxy", -math.inf,
+                                rejection="timeout")
+    assert timed_out.evaluated and timed_out.reason == "timeout"  # trained, then given up on
+    invalid = replace(timed_out, structural_hash="", rejection="undefined_read")
+    assert not invalid.evaluated and invalid.reason == "undefined_read"
+    repeat = replace(timed_out, cache_hit="structural", rejection="")
+    assert not repeat.evaluated and repeat.reason == "diverged"
+    assert replace(repeat, fitness=0.5).reason == ""
