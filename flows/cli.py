@@ -55,6 +55,9 @@ def _command(sub, name: str, summary: str, description: str, example: str,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     if gin_binding is not None:
         _gin_args(p, gin_binding)
+        p.add_argument("-v", "--verbose", action="store_true",
+                       help="also print Prefect's and MLflow's log lines (discover, evolve and "
+                            "rediscover always write them to RUN_DIR/lionforge.log)")
     return p
 
 
@@ -342,7 +345,10 @@ def _printable(line: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``lionforge`` command; ``argv`` None: this process's arguments (then libraries'
+    log lines stay off the console until the process exits)."""
     args = build_parser().parse_args(argv)
+    args.whole_process = argv is None
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.command in READ_ONLY:
         return _read_only(args)
@@ -424,10 +430,20 @@ def _read_only(args) -> int:
 
 
 def _run(args, config) -> int:
+    program = None
     if args.command in ("simplify", "benchmark"):  # a missing program: before Prefect starts
         program = read_source(args.program).program
-    from flows import prefect_flows as flows
+    from flows import prefect_flows as flows  # sets up Prefect's logging: quiet() after it
+    from flows.console import LOG_FILE, quiet
 
+    # a log file only in run dirs these commands check or make themselves
+    root = {"discover": vars(args).get("run_dir"), "evolve": vars(args).get("run_dir"),
+            "rediscover": vars(args).get("run_root")}.get(args.command)
+    with quiet(args.verbose, Path(root) / LOG_FILE if root else None, args.whole_process):
+        return _run_flow(args, config, flows, program)
+
+
+def _run_flow(args, config, flows, program) -> int:
     runner = config.task_runner()
     if args.command == "rediscover":
         with config.prefect_api_for(runner):

@@ -121,12 +121,13 @@ def funnel_flow(gin_files: list[str], gin_params: list[str] | None = None,
 
     text, exp, tracker = _setup(gin_files, gin_params or [])
     search = Search.resume(Path(run_dir) / stages.SEARCH_FILE)
+    cfg = config.configured("FunnelSettings")
     with tracker.run("funnel", config_text=text, seed=exp.seed):
         result = stages.funnel_stage(
-            search, config.configured("FunnelSettings"),
-            stages.stage_evaluator(config.configured("EvolveSettings")), tracker,
+            search, cfg, stages.stage_evaluator(config.configured("EvolveSettings")), tracker,
+            stages.funnel_progress(cfg),
         )
-    print(result.format())
+    print(result.format(stages.funnel_labels(result, cfg.baseline)))
     return result.table()
 
 
@@ -152,11 +153,10 @@ def benchmark_flow(program_text: str, gin_files: list[str],
                    gin_params: list[str] | None = None, lr_multiplier: float = 1.0) -> list[dict]:
     """A program against Keras' AdamW and Lion on the target tasks."""
     text, exp, tracker = _setup(gin_files, gin_params or [])
+    cfg = config.configured("BenchmarkSettings")
     with tracker.run("benchmark", config_text=text, seed=exp.seed):
-        result = stages.benchmark_stage(
-            Program.parse(program_text), lr_multiplier,
-            config.configured("BenchmarkSettings"), tracker,
-        )
+        result = stages.benchmark_stage(Program.parse(program_text), lr_multiplier, cfg, tracker,
+                                        stages.benchmark_progress(cfg))
     print(result.format())
     return result.table()
 
@@ -192,7 +192,9 @@ def discover_flow(
             )
         stage_evaluator = stages.stage_evaluator(evolve_cfg)
         with tracker.stage("funnel", params=stages.settings_params(funnel_cfg)):
-            funnel = stages.funnel_stage(search, funnel_cfg, stage_evaluator, tracker)
+            funnel = stages.funnel_stage(
+                search, funnel_cfg, stage_evaluator, tracker,
+                stages.funnel_progress(funnel_cfg) if show_progress else None)
         # The champion is what the funnel validated: its winner when that beat the baseline
         # at every stage, the last included; otherwise nothing better was found and the
         # baseline itself is registered. The winner is simplified and benchmarked either way.
@@ -212,6 +214,7 @@ def discover_flow(
             bench = stages.benchmark_stage(
                 contender, funnel.winner_lr_multiplier if simple is not None else 1.0,
                 bench_cfg, tracker,
+                stages.benchmark_progress(bench_cfg) if show_progress else None,
             )
         champion = contender if beat else baseline
         best_proxy = search.best.fitness if search.best is not None else None
@@ -241,7 +244,7 @@ def discover_flow(
         "registered": f"models:/{register_cfg.model_name}@{register_cfg.alias}",
         "model_version": getattr(version, "version", None),
         "evolve": stages.summary_of(search),
-        "funnel": funnel.format(),
+        "funnel": funnel.format(stages.funnel_labels(funnel, funnel_cfg.baseline)),
         "benchmark": bench.format(),
         "benchmark_table": bench.table(),
     }

@@ -17,7 +17,7 @@ from dataclasses import fields, is_dataclass, replace
 from enum import Enum
 from pathlib import Path
 
-from flows.progress import Progress
+from flows.progress import Progress, counted
 from flows.settings import (
     BenchmarkSettings,
     EvolveSettings,
@@ -66,6 +66,7 @@ SEARCH_FILE = "search.json"
 CALIBRATION_FILE = "calibration.json"
 SETTINGS_FILE = "settings.json"  # what the search in a run dir was started with
 SUMMARY_FILE = "summary.json"
+BENCHMARK_CONTENDERS = 3  # benchmark_stage's: the program, Keras' AdamW and Keras' Lion
 TRACKING_FILE = "tracking.json"
 
 
@@ -364,35 +365,52 @@ def stage_evaluator(cfg: EvolveSettings) -> Callable[[Sequence[Program], Stage, 
 
 
 def funnel_stage(
-    search: Search, cfg: FunnelSettings, evaluator, tracker: Tracker | None = None
+    search: Search, cfg: FunnelSettings, evaluator, tracker: Tracker | None = None,
+    progress: Progress | None = None,
 ) -> FunnelResult:
-    """The proxy's top-k distinct programs through the funnel's stages."""
+    """The proxy's top-k distinct programs through the funnel's stages. ``progress`` counts
+    evaluate calls (one per stage and seed, every surviving program in it)."""
     result = run_funnel(
         top_k_of_records(search.records, cfg.top_k),
         cfg.stages,
-        evaluator,
+        counted(evaluator, progress),
         baseline=seed_programs.SEEDS[cfg.baseline](),
         seeds=cfg.seeds,
         lr_multipliers=cfg.lr_multipliers,
     )
+    if progress is not None:
+        progress.finish()  # a gate may have stopped the funnel early
     if tracker is not None:
         from pipeline import plots
-        from pipeline.classify import classify
 
-        # Programs by proxy rank and behaviour ("#2 sign-momentum"), the baseline by name.
-        ranked = dict.fromkeys(r.program for r in result.rows if not r.is_baseline)
-        names = {text: f"#{k} {classify(Program.parse(text)).value}"
-                 for k, text in enumerate(ranked, 1)}
-        if result.winner is not None:
-            names[result.winner.to_text()] += " (winner)"
-        baseline = f"{plots.display_name(cfg.baseline)} (baseline)"
-        rows = [{"label": baseline if r["is_baseline"] else names[r["program"]], **r}
-                for r in result.table()]
+        labels = funnel_labels(result, cfg.baseline)
+        rows = [{"label": labels[r["program"]], **r} for r in result.table()]
         tracker.log_table(rows, "funnel")
-        tracker.log_text(result.format(), "funnel.txt")
+        tracker.log_text(result.format(labels), "funnel.txt")
         titles = {s.name: f"stage {s.name}: {s.task} x{s.scale:g}" for s in cfg.stages}
         tracker.log_figure(plots.funnel(rows, titles), "plots/funnel.png")
     return result
+
+
+def funnel_progress(cfg: FunnelSettings) -> Progress:
+    """The funnel's progress bar: one step per evaluate call (stage x seed)."""
+    return Progress(len(cfg.stages) * len(cfg.seeds), label="funnel", unit="batches")
+
+
+def funnel_labels(result: FunnelResult, baseline: str) -> dict[str, str]:
+    """Program text -> a label a person reads: programs by proxy rank and behaviour
+    (``#2 sign-momentum``, the winner marked), the baseline by name (``AdamW (baseline)``)."""
+    from pipeline import plots
+    from pipeline.classify import classify
+
+    ranked = dict.fromkeys(r.program for r in result.rows if not r.is_baseline)
+    labels = {text: f"#{k} {classify(Program.parse(text)).value}"
+              for k, text in enumerate(ranked, 1)}
+    if result.winner is not None:
+        labels[result.winner.to_text()] += " (winner)"
+    labels.update({r.program: f"{plots.display_name(baseline)} (baseline)"
+                   for r in result.rows if r.is_baseline})
+    return labels
 
 
 def simplify_stage(
@@ -458,9 +476,11 @@ def benchmark_stage(
     lr_multiplier: float,
     cfg: BenchmarkSettings,
     tracker: Tracker | None = None,
+    progress: Progress | None = None,
 ) -> BenchmarkResult:
     """The winner against Keras' AdamW and Lion on the target tasks, each contender's grid
-    centred on the task's tuned AdamW rate times its own scale (see BenchmarkSettings)."""
+    centred on the task's tuned AdamW rate times its own scale (see BenchmarkSettings).
+    ``progress`` counts training runs (one per contender, rate and seed)."""
     rows, best_curves = [], {}
     for name in cfg.tasks:
         task = make_task(name, scale=cfg.scale)
@@ -469,11 +489,14 @@ def benchmark_stage(
             keras_contender("adamw", task.learning_rate * cfg.adamw_lr_scale),
             keras_contender("lion", task.learning_rate * cfg.lion_lr_scale),
         ]
+        contenders = [replace(c, make=counted(c.make, progress)) for c in contenders]
         part = run_benchmark(contenders, [task], lr_multipliers=cfg.lr_multipliers,
                              seeds=cfg.seeds)
         rows += part.rows
         best_curves |= part.curves
     result = BenchmarkResult(tuple(rows), best_curves)
+    if progress is not None:
+        progress.finish()  # a program that ignores lr trains once per seed, not per rate
     if tracker is not None:
         tracker.log_table(result.table(), "benchmark")
         tracker.log_text(result.format(), "benchmark.txt")
@@ -484,6 +507,13 @@ def benchmark_stage(
             curves.setdefault(task, {})[opt] = curve
         tracker.log_figure(plots.loss_curves(curves), "plots/benchmark_loss_curves.png")
     return result
+
+
+def benchmark_progress(cfg: BenchmarkSettings) -> Progress:
+    """The benchmark's progress bar: one step per training run as it starts (the initial
+    grids; a grid that grows at an edge adds runs)."""
+    runs = len(cfg.tasks) * BENCHMARK_CONTENDERS * len(cfg.lr_multipliers) * len(cfg.seeds)
+    return Progress(runs, label="benchmark", unit="runs")
 
 
 def register_stage(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pipeline.program import Program
@@ -84,13 +84,18 @@ class FunnelResult:
         return any(r.beat_baseline for r in self.rows
                    if r.stage == last and not r.is_baseline and r.structural_hash == h)
 
-    def format(self) -> str:
-        lines = [f"{'stage':<6} {'program':<10} {'lr x':>6} {'mean':>10} {'std':>9} {'beats':>6}"]
-        for r in self.rows:
-            name = "baseline" if r.is_baseline else r.structural_hash[:8]
+    def format(self, labels: Mapping[str, str] | None = None) -> str:
+        """A plain-text table; ``labels`` maps a program's text to the name shown (default:
+        ``baseline`` or the first 8 characters of its structural hash)."""
+        names = [(labels or {}).get(r.program) or
+                 ("baseline" if r.is_baseline else r.structural_hash[:8]) for r in self.rows]
+        w = max([10, *map(len, names)])
+        lines = [f"{'stage':<6} {'program':<{w}} {'lr x':>6} {'mean':>10} {'std':>9} "
+                 f"{'beats':>6}"]
+        for r, name in zip(self.rows, names, strict=True):
             mult = (f"{r.lr_multiplier:>6.3g}" if Program.parse(r.program).reads_lr
                     else f"{'-':>6}")  # never reads lr: every multiplier trains the same
-            lines.append(f"{r.stage:<6} {name:<10} {mult} {r.mean:>10.4f} "
+            lines.append(f"{r.stage:<6} {name:<{w}} {mult} {r.mean:>10.4f} "
                          f"{r.std:>9.4f} {('yes' if r.beat_baseline else 'no'):>6}")
         return "\n".join(lines)
 

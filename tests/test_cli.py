@@ -279,11 +279,17 @@ def test_evolve_writes_a_summary_and_resumes_from_its_run_dir(tmp_path):
     Program.parse(summary["best_program"])
     before = _records(run_dir)
     # Not a terminal: plain progress lines, no carriage-return bar.
-    assert "evolve: 16/16 candidates" in first.stderr and "\r[" not in first.stderr
+    assert "evolve: 16/16 candidates" in first.stderr and "\r" not in first.stderr
+    # Quiet: Prefect's task-run and server lines go to the run dir's log, not the console.
+    assert "prefect" not in first.stderr.lower(), first.stderr[-2000:]
+    log = (run_dir / "lionforge.log").read_text()
+    assert "Finished in state Completed" in log and "temporary server" in log
+
 
     again = _lionforge("evolve", "--gin_file", SMOKE, "--run_dir", str(run_dir),
-                       "--budget", "32", cwd=tmp_path)
+                       "--budget", "32", "-v", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
+    assert "Finished in state Completed" in again.stderr  # -v: the log lines are back
     after = _records(run_dir)
     assert json.loads((run_dir / "summary.json").read_text())["candidates_evaluated"] == 32
     assert after[:16] == before  # resumed: the first 16 candidates were not redone

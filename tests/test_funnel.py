@@ -131,6 +131,18 @@ def test_table_shows_no_multiplier_for_a_program_that_never_reads_lr():
     assert table[1].split()[2] == "3" and table[2].split()[2] == "-"
 
 
+def test_the_table_names_programs_by_their_labels_in_an_aligned_column():
+    p, q = Program.parse("update = g * lr"), seeds.lion()
+    rows = tuple(FunnelRow(x.to_text(), x.structural_hash(), "B", x == q, 1.0, (0.5,), 0.5,
+                           0.0, x != q) for x in (p, q))
+    labels = {p.to_text(): "#1 sgd (winner)", q.to_text(): "Lion (baseline)"}
+    table = FunnelResult(rows, p, 1.0, p).format(labels).splitlines()
+    assert table[1].startswith("B      #1 sgd (winner)  ") and "Lion (baseline)" in table[2]
+    assert len({len(line) for line in table[1:]}) == 1  # the label column is as wide as needed
+    plain = FunnelResult(rows, p, 1.0, p).format().splitlines()
+    assert plain[1].split()[1] == p.structural_hash()[:8] and plain[2].split()[1] == "baseline"
+
+
 def test_a_winner_beats_the_baseline_only_if_it_also_beat_it_on_the_last_stage(funnel):
     result, evaluate = funnel
     assert result.beat_baseline  # WINNER beats AdamW on B and on C
