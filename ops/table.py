@@ -21,8 +21,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import tensorflow as tf
 
+from ops.lazy_tf import tf
 from ops.registry import FastPath, InPlace, Op, OpRegistry, Shape
 
 EPS = 1e-8

@@ -7,13 +7,15 @@ u = sign(c)
 update = u * lr
 m = interp(g, m, 0.99)
 
-Importing this package registers :class:`ProgramOptimizer` with Keras, so a saved model that
-uses it loads with plain ``keras.saving.load_model``.
+``ProgramOptimizer``, the executors and the registry's loaders are imported on first use
+(``from pipeline import ProgramOptimizer`` registers the class with Keras, so a saved model
+that uses it loads with plain ``keras.saving.load_model``): parsing, printing and checking a
+program import neither TensorFlow nor MLflow.
 """
 
+import importlib
+
 from pipeline import seeds
-from pipeline.execute import numpy_step, tf_step
-from pipeline.keras_optimizer import ProgramOptimizer
 from pipeline.program import INPUTS, OUTPUT, STATE_SLOTS, Program, ProgramError, Statement
 
 __all__ = [
@@ -29,11 +31,16 @@ __all__ = [
     "tf_step",
 ]
 
+_LAZY = {  # name -> the module that defines it (TensorFlow or MLflow behind each)
+    "ProgramOptimizer": "pipeline.keras_optimizer",
+    "numpy_step": "pipeline.execute",
+    "tf_step": "pipeline.execute",
+    "load_optimizer": "pipeline.registry",
+    "load_program": "pipeline.registry",
+}
+
 
 def __getattr__(name: str):
-    # pipeline.load_optimizer / load_program without importing MLflow on every `import pipeline`.
-    if name in ("load_optimizer", "load_program"):
-        from pipeline import registry
-
-        return getattr(registry, name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'pipeline' has no attribute {name!r}")

@@ -18,6 +18,7 @@ import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
 import numpy as np
@@ -29,9 +30,11 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
 from pipeline.execute import numpy_step
-from pipeline.keras_optimizer import ProgramOptimizer
 from pipeline.program import IGNORES_LR, Program, ProgramError
 from pipeline.tracking import default_tracking_uri
+
+if TYPE_CHECKING:  # imported where used: reading a model's program needs no TensorFlow
+    from pipeline.keras_optimizer import ProgramOptimizer
 
 __all__ = [
     "DEFAULT_ALIAS",
@@ -71,6 +74,8 @@ class ProgramModel(mlflow.pyfunc.PythonModel):
 
     def optimizer(self, learning_rate=0.001, **kwargs) -> ProgramOptimizer:
         """A fresh :class:`ProgramOptimizer` running this program."""
+        from pipeline.keras_optimizer import ProgramOptimizer
+
         return ProgramOptimizer(self.program, learning_rate=learning_rate, **kwargs)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
@@ -221,6 +226,8 @@ def load_optimizer(
     Keyword arguments go to the optimizer (``clipnorm``, ``use_ema``, ...). A rule that never
     reads ``lr`` loads with a ``UserWarning``: ``learning_rate`` would do nothing.
     """
+    from pipeline.keras_optimizer import ProgramOptimizer
+
     program = load_program(model_uri, tracking_uri=tracking_uri)
     if not program.reads_lr:
         warnings.warn(f"{model_uri}: {IGNORES_LR}", UserWarning, stacklevel=2)

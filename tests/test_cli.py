@@ -240,17 +240,23 @@ def test_an_unreachable_tracking_server_is_one_line_for_show_and_export(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_show_starts_neither_gin_nor_prefect(tmp_path):
-    # TensorFlow is imported all the same: `import pipeline` registers ProgramOptimizer
-    # with Keras (README), and pipeline.program lives in that package.
+def test_show_imports_neither_tensorflow_nor_gin_nor_prefect(store, tmp_path):
+    # Reading and printing a program needs none of them: a file needs no MLflow either, a
+    # registered model only MLflow.
     (tmp_path / "p.txt").write_text(seeds.lion().to_text())
-    code = ("import sys; from flows.cli import main; main(['show', 'p.txt']); "
-            "print(sorted(m for m in ('gin', 'prefect', 'flows.config') if m in sys.modules))")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.splitlines()[-1] == "[]"
+    _register_discover_like(seeds.lion())
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3",
+           "MLFLOW_TRACKING_URI": store}
+    heavy = "('tensorflow', 'keras', 'gin', 'prefect', 'flows.config', 'mlflow')"
+    for ref, loaded in (("p.txt", "[]"), ("models:/lionforge-discovered@champion",
+                                          "['mlflow']")):
+        code = (f"import sys; from flows.cli import main; assert main(['show', {ref!r}]) == 0; "
+                f"print(sorted(m for m in {heavy} if m in sys.modules))")
+        out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert "update = u * lr" in out.stdout
+        assert out.stdout.splitlines()[-1] == loaded, (ref, out.stdout[-300:])
 
 
 def _lionforge(*args: str, cwd: Path) -> subprocess.CompletedProcess:

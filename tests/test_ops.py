@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from ops import OPS, Shape
+
+ROOT = Path(__file__).resolve().parent.parent
 
 EDGE = np.array(
     [0.0, -0.0, 1.0, -1.0, 1e30, -1e30, 1e-30, -1e-30, 1e-8, -1e-8, 5e-9, -5e-9,
@@ -101,3 +108,25 @@ def test_reductions_act_per_population_member_with_axis(name):
         np.testing.assert_allclose(np.squeeze(got[p]) if op.shape is Shape.REDUCE else got[p],
                                    alone, rtol=1e-5)
     np.testing.assert_allclose(tf_got, got, rtol=1e-5, atol=1e-7)
+
+
+def test_the_op_table_imports_tensorflow_only_when_an_ops_tf_form_is_used():
+    code = (
+        "import sys\n"
+        "from ops import OPS\n"
+        "from pipeline import Program, seeds\n"
+        "assert seeds.lion().reads_lr and Program.parse('update = g * lr')\n"
+        "assert 'tensorflow' not in sys.modules, 'parsing imported TensorFlow'\n"
+        "x = OPS['add'].tf_fn(1.0, 2.0)\n"  # a stand-in: imports TensorFlow, then calls it
+        "assert 'tensorflow' in sys.modules and float(x) == 3.0\n"
+        "c = OPS['sqrt'].tf_fn  # read before: still a stand-in, and it works\n"
+        "assert abs(float(c(4.0)) - 2.0) < 1e-6\n"
+        "from ops.lazy_tf import tf\n"
+        "import tensorflow\n"
+        "assert tf.float32 is tensorflow.float32  # once imported, TensorFlow's own objects\n"
+        "print('ok')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
