@@ -8,11 +8,19 @@ directly in TF over a population of the same size, with the same model, data and
 
     PYTHONPATH=. python benchmarks/throughput.py [--population 1024] [--repeats 5]
         [--seeds adamw --lengths 12 19]   # mutants of one seed only, e.g. an AdamW search
+
+It then prints the peak memory of training a population of ``--population`` mutants at
+each task scale the proxy and the funnels use (``--memory``; ``''`` skips it), so a run can
+be sized: each in a fresh process (the peak resident set, and the device's peak when a GPU
+does the training), 10 steps (memory does not grow with steps).
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import multiprocessing
+import resource
 import time
 
 import numpy as np
@@ -22,7 +30,10 @@ from pipeline import seeds
 from pipeline.evaluate import NO_HURDLES, evaluate
 from pipeline.mutate import MutationConfig, mutate
 from pipeline.program import Program
-from pipeline.tasks import TeacherRegression
+from pipeline.tasks import TeacherRegression, make_task
+
+# task:scale pairs: the proxy; quickstart's funnel (teacher x4, digits x1); discover.gin's (x10)
+MEMORY = "teacher:1,teacher:4,teacher:10,digits_mlp:1,digits_mlp:10,char_lm:1"
 
 MUTATION = MutationConfig()
 
@@ -82,6 +93,32 @@ def adamw_ceiling(task: TeacherRegression, population: int):
     return lambda: run(theta0).numpy()
 
 
+def _peak_memory(task: str, scale: float, population: int) -> tuple[float, float | None]:
+    """In this (fresh) process: train ``population`` mutants of ``task`` at ``scale`` for 10
+    steps; (peak resident set, device peak or None) in GiB."""
+    rng = np.random.default_rng(0)
+    programs = [mutated_program(rng) for _ in range(population)]
+    built = make_task(task, scale=scale, base_steps=10)
+    evaluate(programs, built, hurdles=NO_HURDLES, population=population)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    gpus = tf.config.list_logical_devices("GPU")
+    device = (tf.config.experimental.get_memory_info(gpus[0].name)["peak"] / 2**30
+              if gpus else None)
+    return rss, device
+
+
+def print_memory(spec: str, population: int) -> None:
+    """Peak memory per ``task:scale`` of ``spec``, each measured in a spawned process."""
+    spawn = multiprocessing.get_context("spawn")
+    for item in filter(None, spec.split(",")):
+        task, _, scale = item.partition(":")
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as pool:
+            rss, device = pool.submit(_peak_memory, task, float(scale or 1), population).result()
+        gpu = f"; device peak {device:.2f} GiB" if device is not None else ""
+        print(f"memory at P={population}: {task} x{float(scale or 1):g}: peak resident "
+              f"{rss:.2f} GiB{gpu}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--population", type=int, default=1024)
@@ -92,6 +129,8 @@ def main() -> None:
                         help="seed programs to mutate (--seeds adamw: as an AdamW-seeded search)")
     parser.add_argument("--lengths", nargs=2, type=int, default=(8, 15), metavar=("MIN", "MAX"),
                         help="program lengths drawn (AdamW itself has 17 statements)")
+    parser.add_argument("--memory", default=MEMORY,
+                        help="comma-separated task:scale pairs whose peak memory to print")
     a = parser.parse_args()
     task = TeacherRegression()
     rng = np.random.default_rng(a.seed)
@@ -103,6 +142,7 @@ def main() -> None:
     lengths = [len(p.live_statements) for p in batch()]
     print(f"population {a.population}; live statements per program: mean "
           f"{np.mean(lengths):.1f}, max {max(lengths)}")
+    print_memory(a.memory, a.population)  # before the timing, in processes that have ended
     evaluate(batch(), task, hurdles=NO_HURDLES, population=a.population)  # warm-up
     ceiling = adamw_ceiling(task, a.population)
     ceiling()  # warm-up
