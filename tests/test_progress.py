@@ -70,34 +70,44 @@ def test_counted_advances_once_per_call_and_returns_the_result():
     assert counted(g, None) is g
 
 
+LIBRARY = "lionforge_tests.library"  # logs INFO to the root's handlers, as Prefect's loggers do
+
+
 @pytest.fixture
 def console():
-    """A console handler on the root logger, as Prefect installs one."""
+    """A console handler on the root logger, as Prefect installs one; afterwards every handler
+    of the root and mlflow loggers is as it was (pytest's own capture handlers included)."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
-    root = logging.getLogger()
-    root.addHandler(handler)
-    prefect = logging.getLogger("prefect.task_runs")
-    level = prefect.level
-    prefect.setLevel(logging.INFO)
+    loggers = [logging.getLogger(), logging.getLogger("mlflow")]
+    before = {lg: {h: h.level for h in lg.handlers} for lg in loggers}
+    loggers[0].addHandler(handler)
+    library = logging.getLogger(LIBRARY)
+    library.setLevel(logging.INFO)
     yield stream, handler
-    root.removeHandler(handler)
-    prefect.setLevel(level)
+    loggers[0].removeHandler(handler)
+    for lg in loggers:
+        for h in list(lg.handlers):
+            if h not in before[lg]:  # a log file quiet() left for the process's exit
+                lg.removeHandler(h)
+                h.close()
+        for h, level in before[lg].items():
+            h.setLevel(level)
 
 
 def test_quiet_sends_library_info_to_the_log_file_and_keeps_warnings_on_the_console(
         console, tmp_path):
     stream, handler = console
     log = tmp_path / "run" / "lionforge.log"
-    task_runs = logging.getLogger("prefect.task_runs")
+    task_runs = logging.getLogger(LIBRARY)
     with quiet(log_file=log):
         task_runs.info("Finished in state Completed()")
         task_runs.warning("a task was retried")
     assert "Finished in state" not in stream.getvalue()
     assert "a task was retried" in stream.getvalue()
     written = log.read_text()
-    assert "INFO prefect.task_runs: Finished in state Completed()" in written
-    assert "WARNING prefect.task_runs: a task was retried" in written
+    assert f"INFO {LIBRARY}: Finished in state Completed()" in written
+    assert f"WARNING {LIBRARY}: a task was retried" in written
     # afterwards the console is as it was, and the file is no longer written
     assert handler.level == logging.NOTSET
     task_runs.info("after")
@@ -107,21 +117,14 @@ def test_quiet_sends_library_info_to_the_log_file_and_keeps_warnings_on_the_cons
 def test_verbose_leaves_the_console_as_it_was(console):
     stream, _ = console
     with quiet(verbose=True):
-        logging.getLogger("prefect.task_runs").info("Finished in state Completed()")
+        logging.getLogger(LIBRARY).info("Finished in state Completed()")
     assert "Finished in state Completed()" in stream.getvalue()
 
 
 def test_for_a_whole_process_it_stays_quiet_after_the_block(console, tmp_path):
-    stream, handler = console
+    stream, _ = console
     log = tmp_path / "lionforge.log"
     with quiet(log_file=log, until_exit=True):
         pass
-    try:  # e.g. Prefect's temporary server, stopped at exit
-        logging.getLogger("prefect.task_runs").info("Stopping temporary server")
-        assert "Stopping" not in stream.getvalue() and "Stopping" in log.read_text()
-    finally:
-        handler.setLevel(logging.NOTSET)
-        for lg in (logging.getLogger(), logging.getLogger("mlflow")):
-            for h in [h for h in lg.handlers if isinstance(h, logging.FileHandler)]:
-                lg.removeHandler(h)
-                h.close()
+    logging.getLogger(LIBRARY).info("Stopping temporary server")  # e.g. Prefect's, at exit
+    assert "Stopping" not in stream.getvalue() and "Stopping" in log.read_text()
