@@ -83,7 +83,7 @@ def main() -> None:
     from flows import config, stages
     from flows.console import quiet
 
-    with tempfile.TemporaryDirectory() as tmp, quiet():
+    with tempfile.TemporaryDirectory() as tmp, quiet(until_exit=True):
         root = Path(tmp)
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
         os.chdir(root)
