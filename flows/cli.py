@@ -380,6 +380,13 @@ def main(argv: list[str] | None = None) -> int:
 
             check_run_dir(config.configured("EvolveSettings"), config.configured("Experiment"),
                           args.run_dir)
+        if args.command == "funnel":  # it reads a search: refuse a dir that holds none
+            from flows.stages import SEARCH_FILE
+
+            if not (Path(args.run_dir) / SEARCH_FILE).is_file():
+                raise FileNotFoundError(f"{args.run_dir} is not a lionforge run dir (no "
+                                     f"{SEARCH_FILE}); `lionforge evolve --run_dir "
+                                     f"{args.run_dir}` makes one")
         return _run(args, config)
     except (config.ConfigError, ProgramError, FileNotFoundError, ValueError,
             TrackingUnavailable, MissingProgram) as err:

@@ -330,3 +330,16 @@ def test_the_default_run_dir_is_per_experiment(tmp_path, monkeypatch):
     open_run_dir(cfg, exp, tmp_path / "runs" / exp.name)  # new: records its settings
     assert json.loads((tmp_path / "runs" / "smoke" / "settings.json").read_text())[
         "Proxy.tasks"] == ["teacher"]
+
+
+def test_funnel_refuses_a_dir_that_holds_no_search_and_creates_nothing(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "a.txt").write_text("not a search")
+    assert main(["funnel", "--gin_file", SMOKE, "--run_dir", str(other)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not a lionforge run dir (no search.json)" in err[0]
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.txt", "notes"]
