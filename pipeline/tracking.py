@@ -70,8 +70,8 @@ __all__ = [
 CANDIDATES_TABLE = "candidates.json"
 _MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
 _BATCH_PARAMS = 100  # log_batch limits
-# MLflow 3's UI opens an experiment on the view its kind names; without the tag it guesses,
-# and an experiment with no traces opens on an empty GenAI overview. A search is model work.
+# MLflow 3 records an experiment's kind in this tag (without it, its UI infers one): a search
+# is model work, not GenAI. Which mode the UI opens in follows the address (`run_url`).
 EXPERIMENT_KIND = "mlflow.experimentKind"
 EXPERIMENT_KIND_TAG = (EXPERIMENT_KIND, "custom_model_development")
 _BATCH_METRICS = 1000
