@@ -27,7 +27,13 @@ from flows.settings import (
     SimplifySettings,
 )
 from pipeline import seeds as seed_programs
-from pipeline.benchmark import BenchmarkResult, keras_contender, program_contender, run_benchmark
+from pipeline.benchmark import (
+    DISCOVERED,
+    BenchmarkResult,
+    keras_contender,
+    program_contender,
+    run_benchmark,
+)
 from pipeline.evaluate import Hurdles, evaluate
 from pipeline.evolve import Budget, Scored, Search
 from pipeline.funnel import FunnelResult, Stage, run_funnel, score_stage, top_k_of_records
@@ -485,7 +491,7 @@ def benchmark_stage(
     for name in cfg.tasks:
         task = make_task(name, scale=cfg.scale)
         contenders = [
-            program_contender("discovered", program, task.learning_rate * lr_multiplier),
+            program_contender(DISCOVERED, program, task.learning_rate * lr_multiplier),
             keras_contender("adamw", task.learning_rate * cfg.adamw_lr_scale),
             keras_contender("lion", task.learning_rate * cfg.lion_lr_scale),
         ]

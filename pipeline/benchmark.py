@@ -34,6 +34,8 @@ from pipeline.program import Program
 from pipeline.tasks import Metric, Task
 
 __all__ = [
+    "DISCOVERED",
+    "KERAS_PREFIX",
     "BenchmarkResult",
     "BenchmarkRow",
     "Contender",
@@ -44,6 +46,8 @@ __all__ = [
 ]
 
 DEFAULT_MULTIPLIERS = (1 / 3, 1.0, 3.0)
+KERAS_PREFIX = "keras_"  # a Keras built-in's contender name: keras_adamw, keras_lion, ...
+DISCOVERED = "discovered"  # the contender name of the program a discover benchmarks
 WORST = float("-inf")
 
 
@@ -85,7 +89,7 @@ def keras_contender(name: str, base_lr: float) -> Contender:
     """One of Keras' built-ins (``adamw``, ``lion``, ``adam``, ``sgd``)."""
     if name not in _KERAS:
         raise ValueError(f"Argument `name` must be one of {sorted(_KERAS)}. Received: {name!r}")
-    return Contender(f"keras_{name}", _KERAS[name], base_lr)
+    return Contender(f"{KERAS_PREFIX}{name}", _KERAS[name], base_lr)
 
 
 def _metric(task: Task, out: tf.Tensor, y: tf.Tensor) -> float:

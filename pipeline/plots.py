@@ -23,7 +23,8 @@ __all__ = ["LineageStep", "display_name", "fitness_over_candidates", "funnel", "
 _NAMES = {"adamw": "AdamW", "paper_adamw": "AdamW (paper)", "lion": "Lion",
           "sgd_momentum": "SGD-momentum", "rmsprop": "RMSprop", "signsgd": "signSGD",
           "adam": "Adam", "sgd": "SGD"}
-_KERAS = "keras_"  # the benchmark's prefix for a Keras built-in (``keras_contender``)
+# pipeline.benchmark.KERAS_PREFIX, restated: importing that module would load TensorFlow here
+_KERAS = "keras_"
 
 
 @dataclass(frozen=True)

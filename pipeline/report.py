@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 
-from pipeline.benchmark import BenchmarkResult
+from pipeline.benchmark import DISCOVERED, KERAS_PREFIX, BenchmarkResult
 from pipeline.funnel import FunnelResult
 from pipeline.program import IGNORES_LR, Program
 
@@ -32,7 +32,7 @@ REGISTERED_MODEL_DESCRIPTION = (
     "benchmark deltas vs AdamW, reads_lr, the gin config and the git commit)."
 )
 _NAME = re.compile(r"[^0-9A-Za-z_]+")
-DISCOVERED, ADAMW = "discovered", "keras_adamw"  # the benchmark's contender names
+ADAMW = f"{KERAS_PREFIX}adamw"
 
 
 def _key(*parts: str) -> str:
