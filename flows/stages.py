@@ -11,7 +11,6 @@ import hashlib
 import json
 import math
 import os
-import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import fields, is_dataclass, replace
 from enum import Enum
@@ -36,6 +35,9 @@ from pipeline.benchmark import (
 )
 from pipeline.evaluate import Hurdles, evaluate
 from pipeline.evolve import Budget, Scored, Search
+from pipeline.fitness import WORST, mean_or_worst
+from pipeline.fitness import from_json as fitness_from_json
+from pipeline.fitness import to_json as fitness_to_json
 from pipeline.funnel import FunnelResult, Stage, run_funnel, score_stage, top_k_of_records
 from pipeline.program import Program
 from pipeline.proxy import Proxy, calibrate
@@ -170,22 +172,14 @@ TIMEOUT = "timeout"  # the rejection of a candidate whose batch ran past its tim
 
 
 def _batch_to_json(results: Sequence[Scored]) -> dict:
-    return {"fitness": [_to_json(r.fitness) for r in results],
+    return {"fitness": [fitness_to_json(r.fitness) for r in results],
             "rejection": [r.rejection for r in results],
             "lr_multipliers": [list(r.lr_multipliers) for r in results]}
 
 
 def _batch_from_json(d: dict) -> list[Scored]:
-    return [Scored(_from_json(f), why, tuple(mults)) for f, why, mults
+    return [Scored(fitness_from_json(f), why, tuple(mults)) for f, why, mults
             in zip(d["fitness"], d["rejection"], d["lr_multipliers"], strict=True)]
-
-
-def _to_json(x: float) -> float | None:
-    return x if math.isfinite(x) else None
-
-
-def _from_json(x: float | None) -> float:
-    return -math.inf if x is None else float(x)
 
 
 def calibrated_proxy(cfg: EvolveSettings, run_dir: str | os.PathLike | None = None,
@@ -291,7 +285,7 @@ def summary_of(search: Search) -> dict:
     stats = search.stats
     return {
         "best_program": best.program.to_text() if best else None,
-        "best_fitness": _to_json(best.fitness) if best else None,
+        "best_fitness": fitness_to_json(best.fitness) if best else None,
         "best_structural_hash": best.structural_hash if best else None,
         "candidates_evaluated": stats.candidates,
         "evaluations": stats.evaluations,
@@ -342,7 +336,7 @@ def evolve_stage(
                 tracker.mark_restart(stats.candidates)
         restarts = stats.restarts
         if progress is not None:
-            best = search.best.fitness if search.best else -math.inf
+            best = search.best.fitness if search.best else WORST
             progress.update(stats.candidates, best, stats.hit_rate)
 
     search.run(evaluate_batch, Budget(candidates=total, seconds=cfg.max_seconds), on_batch)
@@ -469,7 +463,7 @@ def last_stage_check(funnel: FunnelResult, cfg: FunnelSettings, evaluator
 
     def holds_up(program: Program) -> tuple[bool, str]:
         [(_, scores)] = score_stage([program], stage, evaluator, cfg.seeds, cfg.lr_multipliers)
-        mean = statistics.fmean(scores) if all(map(math.isfinite, scores)) else -math.inf
+        mean = mean_or_worst(scores)
         ok = mean >= winner.mean - noise
         return ok, (f"simplified {mean:.4f} vs validated {winner.mean:.4f} "
                     f"(noise {noise:.4f}, {len(cfg.seeds)} seeds)")

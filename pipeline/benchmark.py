@@ -29,6 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from pipeline.fitness import WORST, mean_or_worst
 from pipeline.keras_optimizer import ProgramOptimizer
 from pipeline.program import Program
 from pipeline.tasks import Metric, Task
@@ -48,7 +49,6 @@ __all__ = [
 DEFAULT_MULTIPLIERS = (1 / 3, 1.0, 3.0)
 KERAS_PREFIX = "keras_"  # a Keras built-in's contender name: keras_adamw, keras_lion, ...
 DISCOVERED = "discovered"  # the contender name of the program a discover benchmarks
-WORST = float("-inf")
 
 
 class _ExpectedRetracing(logging.Filter):
@@ -248,7 +248,7 @@ def run_benchmark(
                     task=task.name,
                     metric=task.metric.value,
                     best_lr=best_lr,
-                    mean=_mean(per_seed),
+                    mean=mean_or_worst(per_seed),
                     std=statistics.pstdev(per_seed) if all(map(math.isfinite, per_seed)) else 0.0,
                     per_seed=per_seed,
                     grid=grid,
@@ -271,7 +271,7 @@ def _tune(
         lr = c.base_lr * mult
         for seed in seeds:
             runs[lr, seed] = train_with_optimizer(dataclasses.replace(task, seed=seed), c.make(lr))
-        return lr, _mean([runs[lr, s][1] for s in seeds])
+        return lr, mean_or_worst([runs[lr, s][1] for s in seeds])
 
     grid = [score(m) for m in mults]
     grown = [0, 0]
@@ -290,7 +290,3 @@ def _tune(
 def _best(grid: Sequence[tuple[float, float]]) -> int:
     """Index of the best mean (the first, i.e. the smallest rate, on a tie)."""
     return max(range(len(grid)), key=lambda i: (grid[i][1], -i))
-
-
-def _mean(xs: Sequence[float]) -> float:
-    return statistics.fmean(xs) if all(map(math.isfinite, xs)) else WORST

@@ -16,13 +16,14 @@ writes anywhere on its own.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from pipeline.execute import numpy_step
+from pipeline.fitness import from_json as fitness_from_json
+from pipeline.fitness import to_json as fitness_to_json
 from pipeline.program import Program
 
 __all__ = ["Probe", "fingerprint", "StructuralCache", "FECCache", "DEFAULT_PROBE"]
@@ -91,15 +92,6 @@ def fingerprint(program: Program, probe: Probe = DEFAULT_PROBE) -> str:
             update, state = numpy_step(program, w, g, state, probe.lr, t)
             h.update(_round_bits(update, probe.bits).tobytes())
     return h.hexdigest()[:32]
-
-
-def fitness_to_json(x: float) -> float | str:
-    """JSON has no infinities or NaN: those become strings (``"-inf"``, ``"nan"``)."""
-    return x if math.isfinite(x) else str(x)
-
-
-def fitness_from_json(x: float | str) -> float:
-    return float(x)
 
 
 @dataclass

@@ -37,7 +37,7 @@ Design (see ``evaluate``):
 
 Fitness is higher-is-better: ``-val_loss`` for tasks with ``Metric.NEG_VAL_LOSS`` (teacher,
 char LM), validation accuracy for ``Metric.VAL_ACCURACY`` (digits, MNIST, CIFAR); a member
-whose parameters or validation loss are not finite scores ``WORST_FITNESS``.
+whose parameters or validation loss are not finite scores ``WORST``.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ from ops import OPS, Op, Shape
 from ops.table import EPS
 from pipeline import seeds
 from pipeline.execute import step_constant_statements
-from pipeline.numpy_tasks import WORST_FITNESS, finite_or_worst
+from pipeline.fitness import WORST, finite_or_worst
 from pipeline.program import INPUTS, OUTPUT, STATE_SLOTS, Program, Statement
 from pipeline.tasks import Metric, Task, make_task
 
@@ -761,7 +761,7 @@ def _evaluate_batch(trainer: _Trainer, task: Task, progs: list[Program], hurdles
         vl = float(val_loss[i])
         finite = math.isfinite(vl) and bool(np.all(np.isfinite(final_theta[i])))
         if reason is StopReason.NONFINITE or not finite:
-            fitness = WORST_FITNESS
+            fitness = WORST
             reason = StopReason.NONFINITE if not finite else reason
         elif task.metric is Metric.VAL_ACCURACY:
             fitness = float(val_acc[i])

@@ -43,11 +43,11 @@ from pipeline.cache import (
     Probe,
     StructuralCache,
     fingerprint,
-    fitness_from_json,
-    fitness_to_json,
 )
+from pipeline.fitness import WORST, finite_or_worst
+from pipeline.fitness import from_json as fitness_from_json
+from pipeline.fitness import to_json as fitness_to_json
 from pipeline.mutate import MutationConfig, mutate, random_program
-from pipeline.numpy_tasks import WORST_FITNESS, finite_or_worst
 from pipeline.program import Program, Statement
 from pipeline.records import CandidateRecord
 
@@ -78,7 +78,7 @@ class Scored:
     program, worst fitness and the reason (e.g. ``"timeout"``). A result with a reason is
     recorded but never cached: the program may do better in another batch."""
 
-    fitness: float = WORST_FITNESS
+    fitness: float = WORST
     rejection: str = ""
     lr_multipliers: tuple[float, ...] = ()
 
@@ -332,7 +332,7 @@ class SearchStats:
 class _Pending:
     child: Child
     fingerprint: str = ""
-    fitness: float = WORST_FITNESS
+    fitness: float = WORST
     cache_hit: str = ""
     eval_slot: int = -1  # index into the evaluated batch
     same_as: int = -1  # index of an earlier child in this batch with the same behaviour
@@ -647,7 +647,7 @@ class Search:
 
     def _line(self, k: int) -> str:
         r = self.records[k]
-        row = {**r.to_dict(), "fitness": fitness_to_json(r.fitness), **self._journal[k]}
+        row = {**r.to_dict(), **self._journal[k]}
         return json.dumps(row, allow_nan=False) + "\n"
 
     def _append_records(self, path: Path) -> None:

@@ -17,6 +17,7 @@ import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from pipeline.fitness import finite_or_worst, mean_or_worst
 from pipeline.program import Program
 from pipeline.seeds import adamw
 
@@ -104,7 +105,7 @@ def top_k_distinct(scored: Sequence[tuple[Program, float]], k: int) -> list[Prog
     """The ``k`` best programs by fitness, one per structural hash (dataflow)."""
     out: list[Program] = []
     seen: set[str] = set()
-    for program, fitness in sorted(scored, key=lambda pf: -_finite(pf[1])):
+    for program, fitness in sorted(scored, key=lambda pf: -finite_or_worst(pf[1])):
         h = program.structural_hash()
         if h not in seen and math.isfinite(fitness):
             seen.add(h)
@@ -124,14 +125,6 @@ def top_k_of_records(records: Iterable, k: int) -> list[Program]:
     return top_k_distinct([(Program.parse(t), f) for t, f in scored.items()], k)
 
 
-def _finite(x: float) -> float:
-    return x if math.isfinite(x) else -math.inf
-
-
-def _mean(xs: Sequence[float]) -> float:
-    return statistics.fmean(xs) if all(map(math.isfinite, xs)) else -math.inf
-
-
 def score_stage(
     programs: Sequence[Program],
     stage: Stage,
@@ -148,7 +141,7 @@ def score_stage(
         for j, c in enumerate(multipliers):
             k = i * len(multipliers) + j
             scores = tuple(float(s[k]) for s in by_seed)
-            options.append((_mean(scores), c, scores))
+            options.append((mean_or_worst(scores), c, scores))
         best = max(options, key=lambda o: o[0])
         out.append((best[1], best[2]))
     return out
@@ -180,14 +173,14 @@ def run_funnel(
             break
         scored = score_stage([baseline, *alive], stage, evaluate, seeds, lr_multipliers)
         base_mult, base_scores = scored[0]
-        base_mean = _mean(base_scores)
+        base_mean = mean_or_worst(base_scores)
         rows.append(_row(baseline, stage, base_mult, base_scores, True, False))
         passed = []
         results = []
         for program, (mult, scores) in zip(alive, scored[1:], strict=True):
-            beat = _mean(scores) > base_mean
+            beat = mean_or_worst(scores) > base_mean
             rows.append(_row(program, stage, mult, scores, False, beat))
-            results.append((program, _mean(scores), mult))
+            results.append((program, mean_or_worst(scores), mult))
             if beat:
                 passed.append(program)
         if n == 0 and results:
@@ -212,7 +205,7 @@ def _row(program, stage, mult, scores, is_baseline, beat) -> FunnelRow:
         is_baseline=is_baseline,
         lr_multiplier=mult,
         per_seed=tuple(scores),
-        mean=_mean(scores),
+        mean=mean_or_worst(scores),
         std=statistics.pstdev(scores) if finite else 0.0,
         beat_baseline=beat,
     )

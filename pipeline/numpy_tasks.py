@@ -1,7 +1,7 @@
 """Cheap NumPy fitness functions: a program trains a tiny problem with the reference executor.
 
 Fitness is *higher is better* everywhere in lionforge; a candidate that produces NaN/inf or
-blows up scores :data:`WORST_FITNESS`. These tasks let the search engine and the simplifier
+blows up scores :data:`pipeline.fitness.WORST`. These tasks let the search engine and the simplifier
 be built and tested without TensorFlow; the TF tasks live in ``pipeline.tasks``.
 """
 
@@ -13,17 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.execute import numpy_step
+from pipeline.fitness import WORST, finite_or_worst
 from pipeline.program import Program
 
-__all__ = ["WORST_FITNESS", "finite_or_worst", "Quadratic", "LogisticRegression"]
-
-WORST_FITNESS = float("-inf")
-
-
-def finite_or_worst(x: float) -> float:
-    """``x`` if it is a finite number, else :data:`WORST_FITNESS`."""
-    x = float(x)
-    return x if math.isfinite(x) else WORST_FITNESS
+__all__ = ["Quadratic", "LogisticRegression"]
 
 
 def _train(program: Program, w0: np.ndarray, grad, steps: int, lr: float) -> np.ndarray | None:
@@ -78,7 +71,7 @@ class Quadratic:
 
         w = _train(program, d["w0"], grad, self.steps, self.lr)
         if w is None:
-            return WORST_FITNESS
+            return WORST
         return finite_or_worst(-math.log10(self.loss(w) + 1e-12))
 
 
@@ -119,5 +112,5 @@ class LogisticRegression:
 
         w = _train(program, np.zeros(self.dim, np.float32), grad, self.steps, self.lr)
         if w is None:
-            return WORST_FITNESS
+            return WORST
         return finite_or_worst(-self._logloss(w, d["xv"], d["yv"]))

@@ -27,7 +27,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from pipeline.numpy_tasks import WORST_FITNESS, finite_or_worst
+from pipeline.fitness import WORST, finite_or_worst, mean_or_worst
 from pipeline.program import Program
 
 __all__ = [
@@ -161,7 +161,7 @@ class Proxy:
             raise ValueError("a proxy of several tasks needs a calibration to combine them "
                              "(pipeline.proxy.calibrate)")
         if not all(math.isfinite(f) for f in per_task):
-            return WORST_FITNESS  # diverged on some task: worst, not a median that hides it
+            return WORST  # diverged on some task: worst, not a median that hides it
         z = [(f - m) / s for f, m, s in zip(per_task, self.calibration.means,
                                              self.calibration.stds, strict=True)]
         return finite_or_worst(COMBINE[self.combine](z))
@@ -244,8 +244,7 @@ def tune(programs: Sequence[Program], task: str, evaluate: TaskEvaluate,
     out = []
     for i in range(len(programs)):
         per_mult = [[run[i * len(mults) + j] for run in runs] for j in range(len(mults))]
-        means = [statistics.fmean(xs) if all(map(math.isfinite, xs)) else WORST_FITNESS
-                 for xs in per_mult]
+        means = [mean_or_worst(xs) for xs in per_mult]
         j = max(range(len(mults)), key=lambda k: means[k])
         std = statistics.pstdev(per_mult[j]) if math.isfinite(means[j]) else 0.0
         out.append(Tuned(means[j], std, mults[j], len(mults) > 1 and j in (0, len(mults) - 1)))

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from pipeline.fitness import to_json as fitness_to_json
+
 __all__ = ["DIVERGED", "CandidateRecord"]
 
 # The reason of a worst fitness the evaluator gave without one: evaluators score worst only a
@@ -68,6 +70,5 @@ class CandidateRecord:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["lr_multipliers"] = list(self.lr_multipliers)
-        if not math.isfinite(d["fitness"]):
-            d["fitness"] = None if math.isnan(d["fitness"]) else d["fitness"]
+        d["fitness"] = fitness_to_json(self.fitness)
         return d

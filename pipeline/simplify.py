@@ -20,7 +20,6 @@ executor for several steps on fixed random inputs) and rejected if the outputs d
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -28,6 +27,7 @@ import numpy as np
 
 from pipeline.algebra import RULES, Graph, Rule, normalize_constants, rewrites
 from pipeline.execute import numpy_step
+from pipeline.fitness import finite_or_worst
 from pipeline.program import STATE_SLOTS, Program, format_number
 
 __all__ = ["BehaviourCheck", "Change", "SimplifyResult", "same_behaviour", "simplify"]
@@ -143,8 +143,7 @@ class _Run:
             fs = [float(f) for f in self.fitness(new)]
             if len(fs) != len(new):
                 raise ValueError(f"fitness returned {len(fs)} values for {len(new)} programs")
-            self.scored.update((p, f if math.isfinite(f) else -math.inf)
-                               for p, f in zip(new, fs, strict=True))
+            self.scored.update((p, finite_or_worst(f)) for p, f in zip(new, fs, strict=True))
         return [self.scored[p] for p in programs]
 
     def accept(self, pass_name: str, program: Program, description: str) -> None:

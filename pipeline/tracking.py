@@ -190,8 +190,6 @@ def _row(record: CandidateRecord) -> dict:
     """The record as a table row; a worst fitness is null (JSON has no infinities) and
     ``reason`` says why (``CandidateRecord.reason``, which subsumes ``rejection``)."""
     d = record.to_dict() | {"reason": record.reason}
-    if not math.isfinite(record.fitness):
-        d["fitness"] = None
     return {k: d[k] for k in TABLE_COLUMNS}
 
 

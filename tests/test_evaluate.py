@@ -32,8 +32,8 @@ from pipeline.evaluate import (
     run_programs,
 )
 from pipeline.execute import numpy_step
+from pipeline.fitness import WORST
 from pipeline.mutate import MutationConfig, mutate, random_program
-from pipeline.numpy_tasks import WORST_FITNESS
 from pipeline.program import STATE_SLOTS, Program
 from pipeline.tasks import TeacherRegression
 
@@ -158,7 +158,7 @@ def test_hurdles_stop_diverging_candidates_without_crashing():
         assert r.stop in (StopReason.NONFINITE, StopReason.LOSS_CAP)
         assert r.steps == 10 < TASK.steps
         assert r.fitness < good.fitness
-    assert nan.fitness == WORST_FITNESS or np.isfinite(nan.fitness)
+    assert nan.fitness == WORST or np.isfinite(nan.fitness)
 
 
 def test_a_batch_where_every_member_stops_early_ends_cleanly():

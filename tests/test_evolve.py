@@ -246,9 +246,26 @@ def test_checkpoint_is_strict_json_written_atomically(tmp_path):
     lines = (tmp_path / "ckpt.records.jsonl").read_text().splitlines()
     rows = [json.loads(line, parse_constant=no_constants) for line in lines]
     assert [r["index"] for r in rows] == list(range(30))
-    assert rows[0]["fitness"] == "-inf"
+    assert rows[0]["fitness"] is None  # the worst fitness (pipeline.fitness.to_json)
     # no temp file left behind
     assert sorted(os.listdir(tmp_path)) == ["ckpt.json", "ckpt.records.jsonl"]
+
+
+def test_a_checkpoint_written_before_null_fitness_still_resumes(tmp_path):
+    """Checkpoints and records files once stored a worst fitness as the string "-inf"."""
+    path = tmp_path / "ckpt.json"
+    Search(SMALL, rng_seed=0, checkpoint=path).run(lambda ps: [-math.inf for _ in ps], 12)
+    records = tmp_path / "ckpt.records.jsonl"
+    records.write_text(records.read_text().replace('"fitness": null', '"fitness": "-inf"'))
+    state = json.loads(path.read_text())
+    for entry in state["population"]:
+        assert entry[2] is None
+        entry[2] = "-inf"
+    path.write_text(json.dumps(state))
+    resumed = Search.resume(path)
+    assert len(resumed.records) == 12
+    assert all(r.fitness == -math.inf for r in resumed.records)
+    assert all(i.fitness == -math.inf for i in resumed.population)
 
 
 def test_resume_refuses_an_unknown_checkpoint_version(tmp_path):

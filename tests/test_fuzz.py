@@ -4,7 +4,7 @@ Each candidate is a tuple of raw statements (what a mutation produces) and goes
 parse/construct -> text round trip -> abstract execution (``check``) -> evaluation on a small
 task, and through the NumPy reference executor on a fixed probe. Nothing may crash; a
 rejected candidate has a :class:`Rejection`; an evaluated one has a fitness that is finite
-or ``WORST_FITNESS`` (-inf), and -inf exactly when its ``EvalResult.stop`` says NONFINITE.
+or ``WORST`` (-inf), and -inf exactly when its ``EvalResult.stop`` says NONFINITE.
 
 The task is the teacher proxy (MLP 16-32-1, batch 32) cut to 20 steps:
 ``make_task("teacher", base_steps=20)``.
@@ -32,8 +32,8 @@ from pipeline import seeds
 from pipeline.abstract import Rejection, check
 from pipeline.evaluate import StopReason, evaluate
 from pipeline.execute import numpy_step
+from pipeline.fitness import WORST
 from pipeline.mutate import MutationConfig, mutate, random_program
-from pipeline.numpy_tasks import WORST_FITNESS
 from pipeline.program import INPUTS, OUTPUT, STATE_SLOTS, Program, ProgramError, Statement
 
 TASK_NAME, TASK_STEPS = "teacher", 20
@@ -219,11 +219,11 @@ def _check_results(programs: list[Program], results) -> Counter:
         stops[r.stop.value] += 1
         assert isinstance(r.stop, StopReason)
         assert not math.isnan(r.fitness) and r.fitness != math.inf, program.to_text()
-        worst = r.fitness == WORST_FITNESS
+        worst = r.fitness == WORST
         assert worst == (r.stop is StopReason.NONFINITE), (program.to_text(), r)
         if not worst:
             assert math.isfinite(r.val_loss), (program.to_text(), r)
-    stops["worst"] = sum(r.fitness == WORST_FITNESS for r in results)
+    stops["worst"] = sum(r.fitness == WORST for r in results)
     return stops
 
 
@@ -301,7 +301,7 @@ def test_ten_thousand_fuzzed_programs_never_crash_and_broken_ones_score_worst(ca
     results = evaluate(programs + diverging, _task(), population=2048)
     t2 = time.perf_counter()
     for text, r in zip(DIVERGING, results[len(programs):], strict=True):
-        assert r.fitness == WORST_FITNESS and r.stop is StopReason.NONFINITE, (text, r)
+        assert r.fitness == WORST and r.stop is StopReason.NONFINITE, (text, r)
     results = results[: len(programs)]
     stops = _check_results(programs, results)
     accepted = [p for p in programs if check(p.statements, max_len=MAX_LEN, n_slots=4) is None]

@@ -9,7 +9,8 @@ import pytest
 
 from flows import config
 from pipeline import seeds
-from pipeline.numpy_tasks import WORST_FITNESS, LogisticRegression, Quadratic
+from pipeline.fitness import WORST
+from pipeline.numpy_tasks import LogisticRegression, Quadratic
 from pipeline.program import Program
 from pipeline.proxy import Proxy, calibrate, score
 
@@ -60,10 +61,10 @@ def test_several_tasks_combine_in_units_of_the_warm_starts_noise():
 
 def test_diverging_on_one_task_scores_worst_whatever_the_others_say():
     proxy = calibrate(Proxy(tasks=("teacher", "digits_mlp")), seeds.adamw(), np_evaluate)
-    assert proxy.combined([1.0, math.inf]) == WORST_FITNESS
-    assert proxy.combined([-math.inf, 0.0]) == WORST_FITNESS
+    assert proxy.combined([1.0, math.inf]) == WORST
+    assert proxy.combined([-math.inf, 0.0]) == WORST
     exploding = Program.parse("x = g * 1e30\nx = x * lr\nupdate = x * x\n")
-    assert score([exploding], proxy, np_evaluate)[0].fitness == WORST_FITNESS
+    assert score([exploding], proxy, np_evaluate)[0].fitness == WORST
 
 
 def test_n_seeds_averages_each_multiplier_over_consecutive_init_seeds_before_the_best():
