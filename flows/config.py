@@ -3,7 +3,8 @@
 Configurables are registered here, once, under short names (``EvolveSettings.budget = 100``,
 ``EvolutionConfig.population_size = 64``, ``Stage``, ``Hurdles``, ...), so pipeline/ stays
 plain Python. ``parse()`` turns gin's errors into :class:`ConfigError` naming the file, the
-line and the binding, and returns the operative config text that every run logs.
+line and the binding, and returns the operative config text that every run logs; ``load()``
+parses once and returns every settings object as one :class:`Configuration`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
@@ -26,8 +28,9 @@ from pipeline.proxy import Proxy
 
 __all__ = [
     "ConfigError",
-    "check",
+    "Configuration",
     "configured",
+    "load",
     "parse",
     "prefect_api_for",
     "spawn_local_cluster",
@@ -167,19 +170,43 @@ def configured(name: str):
     return _CONFIGURABLE[name]()
 
 
-SETTINGS = ("Experiment", "EvolveSettings", "FunnelSettings", "SimplifySettings",
-            "BenchmarkSettings", "RegisterSettings", "TrackingSettings")
+@dataclass(frozen=True)
+class Configuration:
+    """What an experiment's gin files and bindings configure, read once by :func:`load`:
+    every settings object, the operative config text every run logs, and where it came from.
+    The flows take one (the CLI parses gin once, before Prefect starts, and hands it on)."""
+
+    gin_files: tuple[str, ...]
+    gin_params: tuple[str, ...]
+    text: str
+    experiment: settings.Experiment
+    evolve: settings.EvolveSettings
+    funnel: settings.FunnelSettings
+    simplify: settings.SimplifySettings
+    benchmark: settings.BenchmarkSettings
+    register: settings.RegisterSettings
+    tracking: settings.TrackingSettings
 
 
-def check() -> None:
-    """Build every settings object from the parsed bindings, so an out-of-range value (K = 0,
-    a negative tolerance, an unknown task, ...) is a :class:`ConfigError` naming its binding
-    before anything starts."""
-    for name in SETTINGS:
+# Configuration's fields -> the configurable each is built from.
+_SETTINGS = {"experiment": "Experiment", "evolve": "EvolveSettings", "funnel": "FunnelSettings",
+             "simplify": "SimplifySettings", "benchmark": "BenchmarkSettings",
+             "register": "RegisterSettings", "tracking": "TrackingSettings"}
+
+
+def load(gin_files: Sequence[str | os.PathLike] = (), gin_params: Sequence[str] = ()
+         ) -> Configuration:
+    """Parse gin (:func:`parse`) and build every settings object from it, so an
+    out-of-range value (K = 0, a negative tolerance, an unknown task, ...) is a
+    :class:`ConfigError` naming its binding before anything starts."""
+    text = parse(gin_files, gin_params)
+    built = {}
+    for field_name, name in _SETTINGS.items():
         try:
-            configured(name)
+            built[field_name] = configured(name)
         except (ValueError, TypeError) as err:
             raise ConfigError(f"bad gin config: {str(err).splitlines()[0]}") from None
+    return Configuration(tuple(map(str, gin_files)), tuple(gin_params), text, **built)
 
 
 def parse(gin_files: Sequence[str | os.PathLike] = (), gin_params: Sequence[str] = ()) -> str:

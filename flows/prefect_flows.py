@@ -1,9 +1,11 @@
 """Prefect flows: thin wrappers over :mod:`flows.stages`.
 
 Every flow takes its gin files and bindings as parameters (so a deployment or a worker gets
-the whole experiment from them), tracks to MLflow, and runs evaluation as Prefect tasks, one
-per chunk of candidates, with retries. With no ``PREFECT_API_URL`` Prefect starts a temporary
-local server by itself; with one, runs appear on that server.
+the whole experiment from them) and reads them once into a
+:class:`flows.config.Configuration`, or takes the one its caller has parsed (``settings``,
+as the CLI does). Each tracks to MLflow and runs evaluation as Prefect tasks, one per chunk
+of candidates, with retries. With no ``PREFECT_API_URL`` Prefect starts a temporary local
+server by itself; with one, runs appear on that server.
 """
 
 from __future__ import annotations
@@ -18,11 +20,15 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows import config, rediscover, stages
+from flows.config import Configuration
 from flows.progress import Progress
 from flows.settings import EvolveSettings
 from pipeline import report
 from pipeline import seeds as seed_programs
+from pipeline.benchmark import BenchmarkResult
 from pipeline.evaluate import Hurdles
+from pipeline.evolve import Search
+from pipeline.funnel import FunnelResult
 from pipeline.program import Program
 from pipeline.proxy import Proxy
 from pipeline.tracking import Tracker, git_commit, run_url
@@ -84,22 +90,26 @@ def proxy_fitness(cfg: EvolveSettings, proxy: Proxy):
     return fitness
 
 
-def _setup(gin_files: Sequence[str], gin_params: Sequence[str]):
-    text = config.parse(gin_files, gin_params)
-    exp = config.configured("Experiment")
-    return text, exp, Tracker(exp.name, **asdict(config.configured("TrackingSettings")))
+def _setup(gin_files: Sequence[str], gin_params: Sequence[str] | None,
+           settings: Configuration | None) -> tuple[Configuration, Tracker]:
+    """The flow's configuration (``settings``, when the caller has parsed the gin files
+    already, as the CLI does; else parsed here) and its tracker."""
+    conf = settings if settings is not None else config.load(gin_files, gin_params or [])
+    return conf, Tracker(conf.experiment.name, **asdict(conf.tracking))
 
 
 @flow(name="lionforge-evolve")
 def evolve_flow(
     gin_files: list[str], gin_params: list[str] | None = None, run_dir: str = "runs/evolve",
     budget: int | None = None, show_progress: bool = True,
+    settings: Configuration | None = None,
 ) -> dict:
-    """Warm-started regularized evolution on the proxy task; resumes from ``run_dir``."""
-    text, exp, tracker = _setup(gin_files, gin_params or [])
-    cfg = config.configured("EvolveSettings")
+    """Warm-started regularized evolution on the proxy task; resumes from ``run_dir``.
+    ``settings``: what ``gin_files`` configure, when the caller has parsed them already."""
+    conf, tracker = _setup(gin_files, gin_params, settings)
+    cfg, exp = conf.evolve, conf.experiment
     stages.open_run_dir(cfg, exp, run_dir)
-    with tracker.run("evolve", config_text=text, params=stages.settings_params(cfg),
+    with tracker.run("evolve", config_text=conf.text, params=stages.settings_params(cfg),
                      seed=exp.seed,
                      run_id=stages.remembered_run(run_dir, tracker, "evolve")) as run_id:
         stages.remember_run(run_dir, tracker, "evolve", run_id)  # a re-run reopens this run
@@ -115,46 +125,42 @@ def evolve_flow(
 
 @flow(name="lionforge-funnel")
 def funnel_flow(gin_files: list[str], gin_params: list[str] | None = None,
-                run_dir: str = "runs/evolve") -> list[dict]:
+                run_dir: str = "runs/evolve", settings: Configuration | None = None
+                ) -> list[dict]:
     """The search in ``run_dir`` through the funnel; returns the funnel table."""
-    from pipeline.evolve import Search
-
-    text, exp, tracker = _setup(gin_files, gin_params or [])
+    conf, tracker = _setup(gin_files, gin_params, settings)
     search = Search.resume(Path(run_dir) / stages.SEARCH_FILE)
-    cfg = config.configured("FunnelSettings")
-    with tracker.run("funnel", config_text=text, seed=exp.seed):
-        result = stages.funnel_stage(
-            search, cfg, stages.stage_evaluator(config.configured("EvolveSettings")), tracker,
-            stages.funnel_progress(cfg),
-        )
+    cfg = conf.funnel
+    with tracker.run("funnel", config_text=conf.text, seed=conf.experiment.seed):
+        result = stages.funnel_stage(search, cfg, stages.stage_evaluator(conf.evolve), tracker,
+                                     stages.funnel_progress(cfg))
     print(result.format(stages.funnel_labels(result, cfg.baseline)))
     return result.table()
 
 
 @flow(name="lionforge-simplify")
 def simplify_flow(program_text: str, gin_files: list[str],
-                  gin_params: list[str] | None = None) -> str:
+                  gin_params: list[str] | None = None,
+                  settings: Configuration | None = None) -> str:
     """A program simplified to a readable rule; returns its text."""
-    text, exp, tracker = _setup(gin_files, gin_params or [])
+    conf, tracker = _setup(gin_files, gin_params, settings)
     program = Program.parse(program_text)
-    evolve_cfg = config.configured("EvolveSettings")
-    with tracker.run("simplify", config_text=text, seed=exp.seed):
-        proxy = stages.calibrated_proxy(evolve_cfg, tracker=tracker)
-        result = stages.simplify_stage(
-            program, config.configured("SimplifySettings"), proxy_fitness(evolve_cfg, proxy),
-            proxy.noise, tracker,
-        )
+    with tracker.run("simplify", config_text=conf.text, seed=conf.experiment.seed):
+        proxy = stages.calibrated_proxy(conf.evolve, tracker=tracker)
+        result = stages.simplify_stage(program, conf.simplify, proxy_fitness(conf.evolve, proxy),
+                                       proxy.noise, tracker)
     print(result.summary())
     return result.program.to_text()
 
 
 @flow(name="lionforge-benchmark")
 def benchmark_flow(program_text: str, gin_files: list[str],
-                   gin_params: list[str] | None = None, lr_multiplier: float = 1.0) -> list[dict]:
+                   gin_params: list[str] | None = None, lr_multiplier: float = 1.0,
+                   settings: Configuration | None = None) -> list[dict]:
     """A program against Keras' AdamW and Lion on the target tasks."""
-    text, exp, tracker = _setup(gin_files, gin_params or [])
-    cfg = config.configured("BenchmarkSettings")
-    with tracker.run("benchmark", config_text=text, seed=exp.seed):
+    conf, tracker = _setup(gin_files, gin_params, settings)
+    cfg = conf.benchmark
+    with tracker.run("benchmark", config_text=conf.text, seed=conf.experiment.seed):
         result = stages.benchmark_stage(Program.parse(program_text), lr_multiplier, cfg, tracker,
                                         stages.benchmark_progress(cfg))
     print(result.format())
@@ -165,103 +171,117 @@ def benchmark_flow(program_text: str, gin_files: list[str],
 def discover_flow(
     gin_files: list[str], gin_params: list[str] | None = None, run_dir: str = "runs/discover",
     budget: int | None = None, show_progress: bool = True, parent_run_id: str | None = None,
+    settings: Configuration | None = None,
 ) -> dict:
     """evolve -> funnel -> simplify -> benchmark -> register, in one tracked MLflow run
     (nested under ``parent_run_id`` when given)."""
-    text, exp, tracker = _setup(gin_files, gin_params or [])
-    evolve_cfg = config.configured("EvolveSettings")
-    funnel_cfg = config.configured("FunnelSettings")
-    simplify_cfg = config.configured("SimplifySettings")
-    bench_cfg = config.configured("BenchmarkSettings")
-    register_cfg = config.configured("RegisterSettings")
-    params = stages.settings_params(evolve_cfg, funnel_cfg, simplify_cfg, bench_cfg)
-    stages.open_run_dir(evolve_cfg, exp, run_dir)
+    conf, tracker = _setup(gin_files, gin_params, settings)
+    params = stages.settings_params(conf.evolve, conf.funnel, conf.simplify, conf.benchmark)
+    stages.open_run_dir(conf.evolve, conf.experiment, run_dir)
     nest = {MLFLOW_PARENT_RUN_ID: parent_run_id} if parent_run_id else None
-    with tracker.run("discover", config_text=text, params=params, seed=exp.seed, tags=nest,
+    with tracker.run("discover", config_text=conf.text, params=params,
+                     seed=conf.experiment.seed, tags=nest,
                      run_id=stages.remembered_run(run_dir, tracker, "discover")) as run_id:
         stages.remember_run(run_dir, tracker, "discover", run_id)
-        with tracker.stage("evolve", params=stages.settings_params(evolve_cfg),
-                           run_id=stages.remembered_run(run_dir, tracker, "evolve")) as ev_id:
-            stages.remember_run(run_dir, tracker, "evolve", ev_id)
-            proxy = stages.calibrated_proxy(evolve_cfg, run_dir, tracker)
-            search = stages.evolve_stage(
-                evolve_cfg, exp, run_dir,
-                prefect_evaluator(evolve_cfg, proxy, str(Path(run_dir) / "batches")),
-                budget=budget, tracker=tracker,
-                progress=Progress(budget or evolve_cfg.budget) if show_progress else None,
-            )
-        stage_evaluator = stages.stage_evaluator(evolve_cfg)
-        with tracker.stage("funnel", params=stages.settings_params(funnel_cfg)):
+        search, proxy = _discover_evolve(conf, tracker, run_dir, budget, show_progress)
+        stage_evaluator = stages.stage_evaluator(conf.evolve)
+        with tracker.stage("funnel", params=stages.settings_params(conf.funnel)):
             funnel = stages.funnel_stage(
-                search, funnel_cfg, stage_evaluator, tracker,
-                stages.funnel_progress(funnel_cfg) if show_progress else None)
+                search, conf.funnel, stage_evaluator, tracker,
+                stages.funnel_progress(conf.funnel) if show_progress else None)
         # The champion is what the funnel validated: its winner when that beat the baseline
         # at every stage, the last included; otherwise nothing better was found and the
         # baseline itself is registered. The winner is simplified and benchmarked either way.
-        winner = funnel.winner
-        beat = funnel.beat_baseline
-        baseline = seed_programs.SEEDS[funnel_cfg.baseline]()
         simple = None
-        if winner is not None:
-            with tracker.stage("simplify", params=stages.settings_params(simplify_cfg)):
+        if funnel.winner is not None:
+            with tracker.stage("simplify", params=stages.settings_params(conf.simplify)):
                 simple = stages.simplify_stage(
-                    winner, simplify_cfg, proxy_fitness(evolve_cfg, proxy), proxy.noise,
-                    tracker, stages.last_stage_check(funnel, funnel_cfg, stage_evaluator),
+                    funnel.winner, conf.simplify, proxy_fitness(conf.evolve, proxy),
+                    proxy.noise, tracker,
+                    stages.last_stage_check(funnel, conf.funnel, stage_evaluator),
                 )
-                tracker.log_lineage(winner.structural_hash(), search.records)
-        contender = simple.program if simple is not None else baseline
-        with tracker.stage("benchmark", params=stages.settings_params(bench_cfg)):
+                tracker.log_lineage(funnel.winner.structural_hash(), search.records)
+        contender = (simple.program if simple is not None
+                     else seed_programs.SEEDS[conf.funnel.baseline]())
+        with tracker.stage("benchmark", params=stages.settings_params(conf.benchmark)):
             bench = stages.benchmark_stage(
                 contender, funnel.winner_lr_multiplier if simple is not None else 1.0,
-                bench_cfg, tracker,
-                stages.benchmark_progress(bench_cfg) if show_progress else None,
+                conf.benchmark, tracker,
+                stages.benchmark_progress(conf.benchmark) if show_progress else None,
             )
-        champion = contender if beat else baseline
-        best_proxy = search.best.fitness if search.best is not None else None
-        model_uri = f"models:/{register_cfg.model_name}@{register_cfg.alias}"
-        tracker.set_tags({"beat_baseline": str(beat),
-                          "champion": "discovered" if beat else "baseline",
-                          "winner_reads_lr": str(contender.reads_lr),
-                          MLFLOW_RUN_NOTE: report.run_description(
-                              champion, contender, beat, funnel, bench, model_uri)})
-        tracker.log_metrics(report.headline_metrics(best_proxy, funnel, bench))
-        version = stages.register_stage(
-            champion, register_cfg, tracker,
-            description=report.version_description(champion, beat, bench, model_uri),
-            tags=report.version_tags(champion, beat, funnel, bench, best_proxy,
-                                     config=",".join(Path(f).name for f in gin_files),
-                                     commit=git_commit()),
-        )
-    summary = {
+        champion, version = _register_champion(conf, tracker, search, funnel, contender, bench)
+    return {
         "run_id": run_id,
-        "experiment": exp.name,
+        "experiment": conf.experiment.name,
         "tracking_uri": tracker.tracking_uri,
         "run_url": run_url(tracker.tracking_uri, tracker.experiment_id, run_id),
         "winner": simple.program.to_text() if simple is not None else None,
         "champion": champion.to_text(),
-        "beat_baseline_in_funnel": beat,
+        "beat_baseline_in_funnel": funnel.beat_baseline,
         "proxy_noise": proxy.noise,
-        "registered": f"models:/{register_cfg.model_name}@{register_cfg.alias}",
+        "registered": f"models:/{conf.register.model_name}@{conf.register.alias}",
         "model_version": getattr(version, "version", None),
         "evolve": stages.summary_of(search),
-        "funnel": funnel.format(stages.funnel_labels(funnel, funnel_cfg.baseline)),
+        "funnel": funnel.format(stages.funnel_labels(funnel, conf.funnel.baseline)),
         "benchmark": bench.format(),
         "benchmark_table": bench.table(),
     }
-    return summary
+
+
+def _discover_evolve(conf: Configuration, tracker: Tracker, run_dir: str,
+                     budget: int | None, show_progress: bool) -> tuple[Search, Proxy]:
+    """discover's evolve stage (its own child run, reopened on a re-run): the search and the
+    calibrated proxy it scored on."""
+    cfg = conf.evolve
+    with tracker.stage("evolve", params=stages.settings_params(cfg),
+                       run_id=stages.remembered_run(run_dir, tracker, "evolve")) as ev_id:
+        stages.remember_run(run_dir, tracker, "evolve", ev_id)
+        proxy = stages.calibrated_proxy(cfg, run_dir, tracker)
+        search = stages.evolve_stage(
+            cfg, conf.experiment, run_dir,
+            prefect_evaluator(cfg, proxy, str(Path(run_dir) / "batches")),
+            budget=budget, tracker=tracker,
+            progress=Progress(budget or cfg.budget) if show_progress else None,
+        )
+    return search, proxy
+
+
+def _register_champion(conf: Configuration, tracker: Tracker, search: Search,
+                       funnel: FunnelResult, contender: Program, bench: BenchmarkResult):
+    """Describe the discover run (tags, description, headline metrics) and register the
+    champion: the benchmarked ``contender`` if the funnel validated it, else the baseline.
+    Returns the champion and its model version."""
+    beat = funnel.beat_baseline
+    champion = contender if beat else seed_programs.SEEDS[conf.funnel.baseline]()
+    best_proxy = search.best.fitness if search.best is not None else None
+    model_uri = f"models:/{conf.register.model_name}@{conf.register.alias}"
+    tracker.set_tags({"beat_baseline": str(beat),
+                      "champion": "discovered" if beat else "baseline",
+                      "winner_reads_lr": str(contender.reads_lr),
+                      MLFLOW_RUN_NOTE: report.run_description(
+                          champion, contender, beat, funnel, bench, model_uri)})
+    tracker.log_metrics(report.headline_metrics(best_proxy, funnel, bench))
+    version = stages.register_stage(
+        champion, conf.register, tracker,
+        description=report.version_description(champion, beat, bench, model_uri),
+        tags=report.version_tags(champion, beat, funnel, bench, best_proxy,
+                                 config=",".join(Path(f).name for f in conf.gin_files),
+                                 commit=git_commit()),
+    )
+    return champion, version
 
 
 @flow(name="lionforge-rediscover")
 def rediscover_flow(gin_files: list[str], gin_params: list[str] | None = None,
                     seeds: Sequence[int] = (0, 1, 2, 3, 4),
-                    run_root: str = "runs/rediscover") -> list[dict]:
+                    run_root: str = "runs/rediscover",
+                    settings: Configuration | None = None) -> list[dict]:
     """One independent ``discover`` per seed (``Experiment.seed``), each resumable in
     ``run_root/seed_N`` and nested under one MLflow ``rediscover`` run; each winner is
     classified by behaviour. A finished seed is never re-run. Returns the table's rows."""
-    gin_params = list(gin_params or [])
-    text, exp, tracker = _setup(gin_files, gin_params)
+    conf, tracker = _setup(gin_files, gin_params, settings)
     rows = []
-    with tracker.run("rediscover", config_text=text, seed=exp.seed,
+    with tracker.run("rediscover", config_text=conf.text, seed=conf.experiment.seed,
                      params={"seeds": ",".join(map(str, seeds))},
                      run_id=stages.remembered_run(run_root, tracker, "rediscover")) as parent:
         stages.remember_run(run_root, tracker, "rediscover", parent)
@@ -269,7 +289,10 @@ def rediscover_flow(gin_files: list[str], gin_params: list[str] | None = None,
             row = rediscover.read_row(run_root, seed)
             if row is None:
                 wall, cpu = time.perf_counter(), time.process_time()
-                out = discover_flow(gin_files, [*gin_params, f"Experiment.seed = {seed}"],
+                # Each seed's configuration is its own parse: the seed binding is in the
+                # text its run logs.
+                out = discover_flow(list(conf.gin_files),
+                                    [*conf.gin_params, f"Experiment.seed = {seed}"],
                                     str(rediscover.seed_dir(run_root, seed)), None, False,
                                     parent_run_id=parent)
                 row = rediscover.row_of(seed, out, time.process_time() - cpu,

@@ -67,8 +67,7 @@ def test_gin_flags_are_on_the_commands_that_read_gin_each_with_its_own_binding(c
         out = " ".join(_help(command, capsys).split())
         assert "--gin_file FILE" in out
         binding = re.search(r"--gin_param BINDING a gin binding, e\.g\. '([^']+)'", out)[1]
-        config.parse([SMOKE], [binding])  # a binding that configures lionforge
-        config.check()
+        config.load([SMOKE], [binding])  # a binding that configures lionforge
         bindings.add(binding)
     assert len(bindings) == len(GIN_COMMANDS)
     for command, argv in [("show", ["p.txt"]), ("export", ["p.txt", "--out", "o.py"])]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import shutil
 from pathlib import Path
 
@@ -69,7 +68,7 @@ def single_thread(evolve):
         if chunk not in runs:
             records = evolve(*CHUNKS[chunk])
             assert len(records) == BUDGET
-            assert sum(math.isfinite(float(r["fitness"])) for r in records) > BUDGET // 2
+            assert sum(r["fitness"] is not None for r in records) > BUDGET // 2  # null is the worst
             runs[chunk] = records
         return runs[chunk]
 
