@@ -34,13 +34,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def _round(gin_file: str, budget: int, seed: int, root: Path, calibration: Path | None):
     """One evolve flow in a new run dir (given the warm start's ``calibration``: a long
     search's steady state, not its one-off start); returns (candidates, seconds, run dir)."""
-    from flows import stages
+    from flows import rundir
     from flows.prefect_flows import evolve_flow
 
     run_dir = root / f"run_{seed}"
     if calibration is not None:
         run_dir.mkdir(parents=True)
-        shutil.copy(calibration, run_dir / stages.CALIBRATION_FILE)
+        shutil.copy(calibration, run_dir / rundir.CALIBRATION_FILE)
     params = [f"Experiment.seed = {seed}", f"EvolveSettings.budget = {budget}"]
     t0 = time.perf_counter()
     out = evolve_flow([gin_file], params, str(run_dir), budget, False)
@@ -49,14 +49,14 @@ def _round(gin_file: str, budget: int, seed: int, root: Path, calibration: Path 
 
 def _evaluator_alone(run_dir: Path, gin_file: str, seed: int) -> float:
     """Seconds to train the run's evaluated programs again, batch by batch."""
-    from flows import config, stages
+    from flows import config, rundir, stages
     from pipeline.evolve import Search
     from pipeline.proxy import Proxy
 
     config.parse([gin_file], [f"Experiment.seed = {seed}"])
     cfg = config.configured("EvolveSettings")
-    proxy = Proxy.from_json(json.loads((run_dir / stages.CALIBRATION_FILE).read_text()))
-    search = Search.resume(run_dir / stages.SEARCH_FILE)
+    proxy = Proxy.from_json(json.loads((run_dir / rundir.CALIBRATION_FILE).read_text()))
+    search = Search.resume(run_dir / rundir.SEARCH_FILE)
     size = cfg.evolution.batch_size
     batches: dict[int, list[str]] = {}
     for r in search.records:
@@ -80,7 +80,7 @@ def main() -> None:
     if args.budget < 1 or args.rounds < 1:
         ap.error(f"--budget and --rounds must be >= 1. Received: {args.budget}, {args.rounds}")
     import flows.prefect_flows  # noqa: F401  (sets up Prefect's logging, which quiet() adjusts)
-    from flows import config, stages
+    from flows import config, rundir
     from flows.console import quiet
 
     with tempfile.TemporaryDirectory() as tmp, quiet(until_exit=True):
@@ -90,7 +90,7 @@ def main() -> None:
         config.parse([args.gin_file], [])
         with config.prefect_api_for(config.task_runner()):
             *_, warm = _round(args.gin_file, max(1, args.budget // 10), 1000, root, None)
-            calibration = warm / stages.CALIBRATION_FILE
+            calibration = warm / rundir.CALIBRATION_FILE
             pipe, alone = [], []
             for k in range(args.rounds):
                 n, seconds, run_dir = _round(args.gin_file, args.budget, k, root, calibration)

@@ -213,11 +213,11 @@ def _check_run_dir(args, conf) -> None:
     """Refuse a run dir of another search (discover, evolve) or one that holds no search
     (funnel, which reads one)."""
     if args.command in ("discover", "evolve"):
-        from flows.stages import check_run_dir
+        from flows.rundir import check_run_dir
 
         check_run_dir(conf.evolve, conf.experiment, args.run_dir)
     if args.command == "funnel":
-        from flows.stages import SEARCH_FILE
+        from flows.rundir import SEARCH_FILE
 
         if not (Path(args.run_dir) / SEARCH_FILE).is_file():
             raise FileNotFoundError(f"{args.run_dir} is not a lionforge run dir (no "

@@ -19,7 +19,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows import config, rediscover, stages
+from flows import config, rediscover, rundir, stages
 from flows.config import Configuration
 from flows.progress import Progress
 from flows.settings import EvolveSettings
@@ -108,11 +108,11 @@ def evolve_flow(
     ``settings``: what ``gin_files`` configure, when the caller has parsed them already."""
     conf, tracker = _setup(gin_files, gin_params, settings)
     cfg, exp = conf.evolve, conf.experiment
-    stages.open_run_dir(cfg, exp, run_dir)
+    rundir.open_run_dir(cfg, exp, run_dir)
     with tracker.run("evolve", config_text=conf.text, params=stages.settings_params(cfg),
                      seed=exp.seed,
-                     run_id=stages.remembered_run(run_dir, tracker, "evolve")) as run_id:
-        stages.remember_run(run_dir, tracker, "evolve", run_id)  # a re-run reopens this run
+                     run_id=rundir.remembered_run(run_dir, tracker, "evolve")) as run_id:
+        rundir.remember_run(run_dir, tracker, "evolve", run_id)  # a re-run reopens this run
         search = stages.evolve_stage(
             cfg, exp, run_dir,
             prefect_evaluator(cfg, stages.calibrated_proxy(cfg, run_dir, tracker),
@@ -129,7 +129,7 @@ def funnel_flow(gin_files: list[str], gin_params: list[str] | None = None,
                 ) -> list[dict]:
     """The search in ``run_dir`` through the funnel; returns the funnel table."""
     conf, tracker = _setup(gin_files, gin_params, settings)
-    search = Search.resume(Path(run_dir) / stages.SEARCH_FILE)
+    search = Search.resume(Path(run_dir) / rundir.SEARCH_FILE)
     cfg = conf.funnel
     with tracker.run("funnel", config_text=conf.text, seed=conf.experiment.seed):
         result = stages.funnel_stage(search, cfg, stages.stage_evaluator(conf.evolve), tracker,
@@ -177,12 +177,12 @@ def discover_flow(
     (nested under ``parent_run_id`` when given)."""
     conf, tracker = _setup(gin_files, gin_params, settings)
     params = stages.settings_params(conf.evolve, conf.funnel, conf.simplify, conf.benchmark)
-    stages.open_run_dir(conf.evolve, conf.experiment, run_dir)
+    rundir.open_run_dir(conf.evolve, conf.experiment, run_dir)
     nest = {MLFLOW_PARENT_RUN_ID: parent_run_id} if parent_run_id else None
     with tracker.run("discover", config_text=conf.text, params=params,
                      seed=conf.experiment.seed, tags=nest,
-                     run_id=stages.remembered_run(run_dir, tracker, "discover")) as run_id:
-        stages.remember_run(run_dir, tracker, "discover", run_id)
+                     run_id=rundir.remembered_run(run_dir, tracker, "discover")) as run_id:
+        rundir.remember_run(run_dir, tracker, "discover", run_id)
         search, proxy = _discover_evolve(conf, tracker, run_dir, budget, show_progress)
         stage_evaluator = stages.stage_evaluator(conf.evolve)
         with tracker.stage("funnel", params=stages.settings_params(conf.funnel)):
@@ -234,8 +234,8 @@ def _discover_evolve(conf: Configuration, tracker: Tracker, run_dir: str,
     calibrated proxy it scored on."""
     cfg = conf.evolve
     with tracker.stage("evolve", params=stages.settings_params(cfg),
-                       run_id=stages.remembered_run(run_dir, tracker, "evolve")) as ev_id:
-        stages.remember_run(run_dir, tracker, "evolve", ev_id)
+                       run_id=rundir.remembered_run(run_dir, tracker, "evolve")) as ev_id:
+        rundir.remember_run(run_dir, tracker, "evolve", ev_id)
         proxy = stages.calibrated_proxy(cfg, run_dir, tracker)
         search = stages.evolve_stage(
             cfg, conf.experiment, run_dir,
@@ -283,8 +283,8 @@ def rediscover_flow(gin_files: list[str], gin_params: list[str] | None = None,
     rows = []
     with tracker.run("rediscover", config_text=conf.text, seed=conf.experiment.seed,
                      params={"seeds": ",".join(map(str, seeds))},
-                     run_id=stages.remembered_run(run_root, tracker, "rediscover")) as parent:
-        stages.remember_run(run_root, tracker, "rediscover", parent)
+                     run_id=rundir.remembered_run(run_root, tracker, "rediscover")) as parent:
+        rundir.remember_run(run_root, tracker, "rediscover", parent)
         for seed in seeds:
             row = rediscover.read_row(run_root, seed)
             if row is None:

@@ -14,6 +14,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from flows.rundir import write_json
 from pipeline.classify import RuleClass, classify
 from pipeline.program import Program
 
@@ -64,11 +65,7 @@ def row_of(seed: int, out: dict, cpu_s: float, wall_s: float) -> dict:
 
 
 def write_row(root: str | os.PathLike, row: dict) -> None:
-    path = seed_dir(root, row["seed"]) / ROW_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(row, indent=2))
-    os.replace(tmp, path)
+    write_json(seed_dir(root, row["seed"]) / ROW_FILE, row)
 
 
 def read_row(root: str | os.PathLike, seed: int) -> dict | None:

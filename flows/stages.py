@@ -17,6 +17,7 @@ from enum import Enum
 from pathlib import Path
 
 from flows.progress import Progress, counted
+from flows.rundir import CALIBRATION_FILE, SEARCH_FILE, SUMMARY_FILE, open_run_dir, write_json
 from flows.settings import (
     BenchmarkSettings,
     EvolveSettings,
@@ -56,12 +57,7 @@ __all__ = [
     "evolve_stage",
     "funnel_stage",
     "last_stage_check",
-    "RunDirMismatch",
     "register_stage",
-    "check_run_dir",
-    "open_run_dir",
-    "remember_run",
-    "remembered_run",
     "simplify_stage",
     "summary_of",
     "task_evaluator",
@@ -70,43 +66,7 @@ __all__ = [
 # programs -> fitnesses (higher is better) or evaluator verdicts, in order
 EvaluateBatch = Callable[[Sequence[Program]], "list[float | Scored]"]
 
-SEARCH_FILE = "search.json"
-CALIBRATION_FILE = "calibration.json"
-SETTINGS_FILE = "settings.json"  # what the search in a run dir was started with
-SUMMARY_FILE = "summary.json"
 BENCHMARK_CONTENDERS = 3  # benchmark_stage's: the program, Keras' AdamW and Keras' Lion
-TRACKING_FILE = "tracking.json"
-
-
-# ---- which MLflow runs a run dir logs to ------------------------------------------------------
-
-
-def remembered_run(run_dir: str | os.PathLike, tracker: Tracker, key: str) -> str | None:
-    """The MLflow run id stored under ``key`` in ``run_dir/tracking.json`` when it belongs
-    to this tracker's store and experiment (so a resumed search logs to the same run)."""
-    path = Path(run_dir) / TRACKING_FILE
-    if not path.exists():
-        return None
-    d = json.loads(path.read_text())
-    if d.get("tracking_uri") != tracker.tracking_uri:
-        return None
-    if d.get("experiment_id") != tracker.experiment_id:
-        return None
-    return d.get("runs", {}).get(key)
-
-
-def remember_run(run_dir: str | os.PathLike, tracker: Tracker, key: str, run_id: str) -> None:
-    """Store ``run_id`` under ``key`` in ``run_dir/tracking.json`` (atomically)."""
-    path = Path(run_dir) / TRACKING_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    d = json.loads(path.read_text()) if path.exists() else {}
-    if (d.get("tracking_uri"), d.get("experiment_id")) != (tracker.tracking_uri,
-                                                           tracker.experiment_id):
-        d = {"tracking_uri": tracker.tracking_uri, "experiment_id": tracker.experiment_id}
-    d.setdefault("runs", {})[key] = run_id
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(d, indent=2))
-    os.replace(tmp, path)
 
 
 # ---- evaluation -------------------------------------------------------------------------------
@@ -161,10 +121,7 @@ def evaluate_texts(
         results = [Scored(s.fitness, "", s.lr_multipliers)
                    for s in proxy_score(programs, proxy, task_evaluator(hurdles))]
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(_batch_to_json(results)))
-        os.replace(tmp, path)
+        write_json(path, _batch_to_json(results), indent=None)
     return results
 
 
@@ -202,10 +159,7 @@ def calibrated_proxy(cfg: EvolveSettings, run_dir: str | os.PathLike | None = No
     if proxy is None:
         proxy = calibrate(bare, seed, task_evaluator(cfg.hurdles))
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(json.dumps(proxy.to_json(), indent=2))
-            os.replace(tmp, path)
+            write_json(path, proxy.to_json())
     if tracker is not None:
         cal = proxy.calibration
         metrics = {"proxy_noise": proxy.noise}
@@ -213,67 +167,6 @@ def calibrated_proxy(cfg: EvolveSettings, run_dir: str | os.PathLike | None = No
             metrics[f"seed_mean_{task}"], metrics[f"seed_std_{task}"] = mean, std
         tracker.log_metrics(metrics, step=0)
     return proxy
-
-
-class RunDirMismatch(ValueError):
-    """A run dir holds a search started with other settings: resuming it would mix them."""
-
-
-def search_identity(cfg: EvolveSettings, exp: Experiment) -> dict[str, object]:
-    """The settings that make a search what it is, flat (``binding -> value``): resuming a run
-    dir with any of them changed would mix two experiments. The budget, the time limit and
-    how evaluation is chunked may change (a longer run of the same search)."""
-    h = cfg.hurdles
-    flat: dict[str, object] = {"Experiment.seed": exp.seed,
-                               "EvolveSettings.seed_program": cfg.seed_program}
-
-    def add(prefix: str, d: dict) -> None:
-        for k, v in d.items():
-            if isinstance(v, dict):
-                add(f"{prefix}.{k}", v)
-            else:
-                flat[f"{prefix}.{k}"] = v
-
-    add("Proxy", {k: v for k, v in cfg.proxy.to_json().items() if k != "calibration"})
-    add("Hurdles", {"points": list(h.points), "loss_cap": h.loss_cap, "window": h.window,
-                    "baseline_margin": h.baseline_margin,
-                    "baseline": h.baseline.structural_hash()[:16]})
-    add("EvolutionConfig", cfg.evolution.to_json())
-    return json.loads(json.dumps(flat))  # lists, not tuples: as read back from the file
-
-
-def open_run_dir(cfg: EvolveSettings, exp: Experiment, run_dir: str | os.PathLike) -> None:
-    """:func:`check_run_dir`, then a new run dir records the settings of its search."""
-    run_dir = Path(run_dir)
-    check_run_dir(cfg, exp, run_dir)
-    if not (run_dir / SEARCH_FILE).exists():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        path = run_dir / SETTINGS_FILE
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(search_identity(cfg, exp), indent=2))
-        os.replace(tmp, path)
-
-
-def check_run_dir(cfg: EvolveSettings, exp: Experiment, run_dir: str | os.PathLike) -> None:
-    """Refuse a run dir whose search was started with other settings (naming them), or by a
-    lionforge that did not record them. Reads only: nothing is created or changed."""
-    run_dir = Path(run_dir)
-    path = run_dir / SETTINGS_FILE
-    mine = search_identity(cfg, exp)
-    if not (run_dir / SEARCH_FILE).exists():
-        return
-    fresh = f"remove {run_dir} or pass another --run_dir to start a new search"
-    if not path.exists():
-        raise RunDirMismatch(f"{run_dir} holds a search that recorded no settings (an older "
-                             f"lionforge): {fresh}")
-    theirs = json.loads(path.read_text())
-    differ = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
-    if differ:
-        shown = ", ".join(f"{k} ({theirs.get(k)!r} there, {mine.get(k)!r} now)"
-                          for k in differ[:4])
-        more = f" and {len(differ) - 4} more" if len(differ) > 4 else ""
-        raise RunDirMismatch(f"{run_dir} holds a search started with other settings: "
-                             f"{shown}{more}; {fresh}")
 
 
 # ---- evolve -----------------------------------------------------------------------------------
@@ -341,9 +234,7 @@ def evolve_stage(
 
     search.run(evaluate_batch, Budget(candidates=total, seconds=cfg.max_seconds), on_batch)
     summary = summary_of(search)
-    tmp = run_dir / (SUMMARY_FILE + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, run_dir / SUMMARY_FILE)
+    write_json(run_dir / SUMMARY_FILE, summary)
     if tracker is not None:
         tracker.flush()
         tracker.log_metrics({"restarts": summary["restarts"]},

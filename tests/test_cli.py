@@ -319,7 +319,7 @@ def test_evolve_writes_a_summary_and_resumes_from_its_run_dir(tmp_path):
 
 def test_the_default_run_dir_is_per_experiment(tmp_path, monkeypatch):
     from flows import config
-    from flows.stages import open_run_dir
+    from flows.rundir import open_run_dir
 
     monkeypatch.chdir(tmp_path)
     parsed = build_parser().parse_args(["discover", "--gin_file", SMOKE])

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from flows import stages
+from flows import rundir, stages
 from flows.settings import EvolveSettings, Experiment
 from pipeline import seeds
 from pipeline.evolve import EvolutionConfig, evaluate_each
@@ -153,10 +153,10 @@ def test_a_tracking_outage_mid_run_loses_no_candidate_and_logs_none_twice(
     first = tracker()
     with pytest.raises(Exception):  # noqa: B017 - the final flush and closing the run fail
         with first.run("evolve") as run_id:
-            stages.remember_run(run_dir, first, "evolve", run_id)
+            rundir.remember_run(run_dir, first, "evolve", run_id)
             stages.evolve_stage(cfg, Experiment(seed=0), run_dir, evaluate, tracker=first)
     assert "kept for the next flush" in caplog.text
-    checkpoint = json.loads((run_dir / stages.SEARCH_FILE).read_text())
+    checkpoint = json.loads((run_dir / rundir.SEARCH_FILE).read_text())
     assert checkpoint["records"] == 120  # the search went on through both outages
 
     server.start()
@@ -165,7 +165,7 @@ def test_a_tracking_outage_mid_run_loses_no_candidate_and_logs_none_twice(
     assert logged == list(range(len(logged))) and 60 < len(logged) < 120  # flushed in between
 
     again = tracker()
-    with again.run("evolve", run_id=stages.remembered_run(run_dir, again, "evolve")) as rid:
+    with again.run("evolve", run_id=rundir.remembered_run(run_dir, again, "evolve")) as rid:
         assert rid == run_id
         search = stages.evolve_stage(cfg, Experiment(seed=0), run_dir, evaluate, tracker=again)
     assert calls == evaluated and len(search.records) == 120  # nothing evaluated again

@@ -1,4 +1,4 @@
-"""MNIST and CIFAR-10 from a local cache directory: never downloads, never unpickles.
+"""The MNIST and CIFAR-10 tasks, read from dataset files on disk: never downloads, never unpickles.
 
 Looked for, in order, under ``cache_dir`` (argument, else ``$LIONFORGE_DATA_DIR``, else
 ``~/.keras/datasets``):
