@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.numpy_tasks import Quadratic
-from pipeline.program import Program, ProgramError, Statement
+from pipeline.program import Program
 from pipeline.records import CandidateRecord
 from pipeline.seeds import SEEDS
+from pipeline.statement import ProgramError, Statement
 
 
 def perturbed(seed: Program, rng: np.random.Generator) -> Program:

@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from flows import config
     from flows.show import MissingProgram
-    from pipeline.program import ProgramError
+    from pipeline.statement import ProgramError
     from pipeline.tracking import TrackingUnavailable, check_reachable, default_tracking_uri
 
     try:

@@ -203,7 +203,8 @@ def _printable(line: str) -> str:
 
 def run_read_only(args) -> int:
     """``show`` and ``export``: no gin, no Prefect; errors are one line."""
-    from pipeline.program import IGNORES_LR, ProgramError
+    from pipeline.program import IGNORES_LR
+    from pipeline.statement import ProgramError
 
     try:
         source = read_source(args.program)

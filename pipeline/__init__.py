@@ -16,7 +16,8 @@ program import neither TensorFlow nor MLflow.
 import importlib
 
 from pipeline import seeds
-from pipeline.program import INPUTS, OUTPUT, STATE_SLOTS, Program, ProgramError, Statement
+from pipeline.program import Program
+from pipeline.statement import INPUTS, OUTPUT, STATE_SLOTS, ProgramError, Statement
 
 __all__ = [
     "INPUTS",

@@ -5,11 +5,14 @@ A program runs on abstract values instead of numbers: each value is a *shape cla
 plus the set of inputs it depends on, across steps (through the state slots). That is
 enough to catch, in microseconds, the programs that would only waste an evaluation:
 
-* malformed statements (unknown op, wrong arity, a literal where the op wants a variable,
-  an op of literals only, a non-finite literal, a bad target name);
-* reads of variables that are never written before the read;
+* statements that are not a well-formed program (unknown op, wrong arity, a literal where
+  the op wants a variable, an op of literals only, a non-finite literal, a bad target name,
+  a read of a variable before it is written, no ``update``): the rules of
+  :func:`pipeline.statement.find_problem`, the ones the parser and
+  :class:`~pipeline.program.Program` apply, each fault reported as the same-named
+  :class:`Rejection`;
 * a reduction applied to a scalar, or to a scalar and a tensor (a shape error);
-* no ``update``, an ``update`` whose shape is not ``w``'s, an ``update`` that does not
+* an ``update`` whose shape is not ``w``'s, an ``update`` that does not
   depend on ``g`` (now or through state at a later step), an ``update`` that does not
   depend on ``lr`` (``require_lr``, on by default: a rule with its step size built in
   ignores ``learning_rate=`` and every schedule, and a search that may write one mostly
@@ -24,23 +27,21 @@ raw statements (what a mutation produces) so that it can judge programs that
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Sequence
 
 from ops import OPS, Shape
-from pipeline.program import (
+from pipeline.program import Program
+from pipeline.statement import (
     INPUTS,
     OUTPUT,
     SCALAR_INPUTS,
     STATE_SLOTS,
-    Program,
+    Fault,
     Statement,
-    finite_literal,
+    find_problem,
 )
 
 __all__ = ["Rejection", "check", "check_program"]
-
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 class Rejection(enum.Enum):
@@ -80,35 +81,14 @@ def check(
     """
     if max_len is not None and len(statements) > max_len:
         return Rejection.TOO_LONG
-    used_slots: list[str] = []
-    defined = set(INPUTS) | set(STATE_SLOTS)
-    for st in statements:
-        op = OPS.get(st.op)
-        if op is None:
-            return Rejection.UNKNOWN_OP
-        if len(st.args) != op.arity:
-            return Rejection.WRONG_ARITY
-        if not _NAME.match(st.target) or st.target.startswith("__"):
-            return Rejection.BAD_TARGET
-        for i, a in enumerate(st.args):
-            if isinstance(a, str):
-                if a not in defined:
-                    return Rejection.UNDEFINED_READ
-                if a in STATE_SLOTS and a not in used_slots:
-                    used_slots.append(a)
-            else:
-                if not op.const_ok[i]:
-                    return Rejection.LITERAL_NOT_ALLOWED
-                if not finite_literal(a):
-                    return Rejection.NON_FINITE_LITERAL
-        if st.args and all(not isinstance(a, str) for a in st.args):
-            return Rejection.LITERALS_ONLY
-        defined.add(st.target)
-        if st.target in STATE_SLOTS and st.target not in used_slots:
-            used_slots.append(st.target)
+    problem = find_problem(statements)
+    if problem is not None and problem.fault is not Fault.NO_UPDATE:
+        return Rejection(problem.fault.value)
+    used_slots = {name for st in statements for name in (st.target, *st.reads())
+                  if name in STATE_SLOTS}
     if len(used_slots) > n_slots:
         return Rejection.TOO_MANY_SLOTS
-    if not any(st.target == OUTPUT for st in statements):
+    if problem is not None:
         return Rejection.NO_UPDATE
     return _flow(statements, require_lr)
 

@@ -59,7 +59,8 @@ from ops.table import EPS
 from pipeline import seeds
 from pipeline.execute import step_constant_statements
 from pipeline.fitness import WORST, finite_or_worst
-from pipeline.program import INPUTS, OUTPUT, STATE_SLOTS, Program, Statement
+from pipeline.program import Program
+from pipeline.statement import INPUTS, OUTPUT, STATE_SLOTS, Statement
 from pipeline.tasks import Metric, Task, make_task
 
 __all__ = [

@@ -48,8 +48,9 @@ from pipeline.fitness import WORST, finite_or_worst
 from pipeline.fitness import from_json as fitness_from_json
 from pipeline.fitness import to_json as fitness_to_json
 from pipeline.mutate import MutationConfig, mutate, random_program
-from pipeline.program import Program, Statement
+from pipeline.program import Program
 from pipeline.records import CandidateRecord
+from pipeline.statement import Statement
 
 __all__ = [
     "Budget",

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 
 from ops import OPS
-from pipeline.program import OUTPUT, Program
+from pipeline.program import Program
 from pipeline.ranges import fast_statements
+from pipeline.statement import OUTPUT
 
 __all__ = [
     "Backend",

@@ -22,8 +22,9 @@ from pathlib import Path
 
 from ops import OPS, Shape
 from pipeline.execute import inplace_plan
-from pipeline.program import IGNORES_LR, OUTPUT, Program, format_number
+from pipeline.program import IGNORES_LR, Program
 from pipeline.ranges import fast_statements
+from pipeline.statement import OUTPUT, format_number
 
 __all__ = ["export_module", "write_module"]
 

@@ -13,7 +13,8 @@ import keras
 import tensorflow as tf
 
 from pipeline.execute import run_step_constants, tensorflow_backend, tf_step
-from pipeline.program import Program, ProgramError
+from pipeline.program import Program
+from pipeline.statement import ProgramError
 
 __all__ = ["ProgramOptimizer"]
 

@@ -29,7 +29,8 @@ import numpy as np
 
 from ops import OPS
 from pipeline.abstract import Rejection, check
-from pipeline.program import INPUTS, OUTPUT, STATE_SLOTS, Program, ProgramError, Statement
+from pipeline.program import Program
+from pipeline.statement import INPUTS, OUTPUT, STATE_SLOTS, ProgramError, Statement
 
 __all__ = [
     "MutationConfig",

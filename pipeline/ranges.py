@@ -17,7 +17,8 @@ import functools
 import math
 
 from ops import OPS
-from pipeline.program import STATE_SLOTS, Program
+from pipeline.program import Program
+from pipeline.statement import STATE_SLOTS
 
 __all__ = ["argument_intervals", "fast_statements"]
 

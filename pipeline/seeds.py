@@ -8,7 +8,8 @@ step for step (see ``tests/test_keras_optimizer.py``).
 
 from __future__ import annotations
 
-from pipeline.program import Program, format_number
+from pipeline.program import Program
+from pipeline.statement import format_number
 
 __all__ = ["adamw", "lion", "paper_adamw", "rmsprop", "sgd_momentum", "signsgd", "SEEDS"]
 

@@ -25,10 +25,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.algebra import RULES, Graph, Rule, normalize_constants, rewrites
+from pipeline.algebra import RULES, Rule, normalize_constants, rewrites
 from pipeline.execute import numpy_step
 from pipeline.fitness import finite_or_worst
-from pipeline.program import STATE_SLOTS, Program, format_number
+from pipeline.graph import Graph
+from pipeline.program import Program
+from pipeline.statement import STATE_SLOTS, format_number
 
 __all__ = ["BehaviourCheck", "Change", "SimplifyResult", "same_behaviour", "simplify"]
 

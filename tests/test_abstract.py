@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -11,7 +12,15 @@ from pipeline import seeds
 from pipeline.abstract import Rejection, check, check_program
 from pipeline.execute import numpy_step
 from pipeline.mutate import MutationConfig, mutate, random_statement
-from pipeline.program import INPUTS, STATE_SLOTS, Program, ProgramError, Statement
+from pipeline.program import Program
+from pipeline.statement import (
+    INPUTS,
+    STATE_SLOTS,
+    Fault,
+    ProgramError,
+    Statement,
+    find_problem,
+)
 
 
 def S(target, op, *args):
@@ -184,3 +193,20 @@ def test_rejected_for_update_shape_means_every_element_gets_the_same_update():
             flat = u.ravel()
             assert np.all((flat == flat[0]) | (np.isnan(flat) & np.isnan(flat[0])))
     assert seen >= 20
+
+
+@pytest.mark.parametrize("name,statements,reason",
+                         [c for c in INVALID if c[2].value in {f.value for f in Fault}],
+                         ids=[c[0] for c in INVALID if c[2].value in {f.value for f in Fault}])
+def test_a_malformed_program_is_refused_by_program_and_parser_for_the_same_fault(
+        name, statements, reason):
+    """check(), Program() and the parser ask one well-formedness rule (find_problem)."""
+    problem = find_problem(statements)
+    assert problem is not None and problem.fault.value == reason.value
+    with pytest.raises(ProgramError, match=re.escape(problem.message)):
+        Program(statements)
+    if problem.fault in (Fault.UNDEFINED_READ, Fault.LITERAL_NOT_ALLOWED, Fault.LITERALS_ONLY,
+                         Fault.NO_UPDATE):  # the others are already syntax errors in text
+        text = "".join(st.to_text() + "\n" for st in statements)
+        with pytest.raises(ProgramError, match=re.escape(problem.message)):
+            Program.parse(text)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline import seeds
-from pipeline.algebra import RULES, RULES_BY_NAME, Graph, Rule, rewrites
+from pipeline.algebra import RULES, RULES_BY_NAME, Rule, rewrites
+from pipeline.graph import Graph
+from pipeline.mutate import MutationConfig, mutate
 from pipeline.program import Program
 from pipeline.simplify import BehaviourCheck, same_behaviour
 
@@ -200,3 +203,18 @@ def test_step_constant_check_stays_small_on_deep_shared_subexpressions():
     program = Program.parse(text + "u = g * x1200\nupdate = u * lr\n")
     (new, _), = _apply(RULES_BY_NAME["step_constant"], program, ())  # at x0 only
     assert new.to_text() == "u = g * 1.0\nupdate = u * lr\n"
+
+
+def test_graph_liveness_is_the_programs_on_random_mutants():
+    """One def-use and liveness: a graph built from a program sees the same live nodes."""
+    rng = np.random.default_rng(4)
+    pool = [seeds.adamw(), seeds.lion()]
+    while len(pool) < 200:
+        child = mutate(pool[int(rng.integers(len(pool)))], rng, MutationConfig()).child
+        if child is not None:
+            pool.append(child)
+    for program in pool:
+        graph = Graph.from_program(program)
+        assert graph.live() == sorted(program.live_statements)
+        assert [n.args for n in graph.nodes] == program.dataflow.deps
+        assert {s for s in graph.sinks() if s != "update"} <= set(program.live_slots)

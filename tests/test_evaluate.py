@@ -34,7 +34,8 @@ from pipeline.evaluate import (
 from pipeline.execute import numpy_step
 from pipeline.fitness import WORST
 from pipeline.mutate import MutationConfig, mutate, random_program
-from pipeline.program import STATE_SLOTS, Program
+from pipeline.program import Program
+from pipeline.statement import STATE_SLOTS
 from pipeline.tasks import TeacherRegression
 
 # One small task and population size shared by the tests, so the step loop compiles once.

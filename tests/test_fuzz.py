@@ -34,7 +34,8 @@ from pipeline.evaluate import StopReason, evaluate
 from pipeline.execute import numpy_step
 from pipeline.fitness import WORST
 from pipeline.mutate import MutationConfig, mutate, random_program
-from pipeline.program import INPUTS, OUTPUT, STATE_SLOTS, Program, ProgramError, Statement
+from pipeline.program import Program
+from pipeline.statement import INPUTS, OUTPUT, STATE_SLOTS, ProgramError, Statement
 
 TASK_NAME, TASK_STEPS = "teacher", 20
 MAX_LEN = 30

@@ -12,7 +12,8 @@ import time
 import pytest
 
 from pipeline.abstract import Rejection, check
-from pipeline.program import MAX_STATEMENTS, Program, ProgramError, Statement
+from pipeline.program import Program
+from pipeline.statement import MAX_STATEMENTS, ProgramError, Statement
 
 FAST_S = 0.5
 

@@ -11,7 +11,8 @@ from ops import OPS
 from pipeline import seeds
 from pipeline.abstract import Rejection, check_program
 from pipeline.mutate import MutationConfig, MutationKind, mutate, random_program
-from pipeline.program import STATE_SLOTS, Program
+from pipeline.program import Program
+from pipeline.statement import STATE_SLOTS
 
 PAPER_ADAMW = seeds.paper_adamw(lr_scale=1e-3)  # the paper's text: lr scaled by 1e-3
 

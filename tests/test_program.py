@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline import Program, ProgramError, Statement, seeds
-from pipeline.program import F32_LIMIT
+from pipeline.statement import F32_LIMIT
 
 LION_TEXT = """\
 c = interp(g, m, 0.9)
@@ -210,3 +210,10 @@ def test_state_that_feeds_live_state_is_live():
 ])
 def test_reads_lr_is_whether_the_given_learning_rate_can_change_the_update(text, reads):
     assert Program.parse(text).reads_lr is reads
+
+
+def test_a_read_before_write_is_placed_on_the_argument_not_a_same_named_function():
+    with pytest.raises(ProgramError) as err:
+        Program.parse("x = g * lr\nupdate = mul(mul, x)")
+    assert (err.value.line, err.value.column) == (2, 14)
+    assert "variable 'mul' is read before it is written" in str(err.value)

@@ -14,7 +14,6 @@ from mlflow import MlflowClient
 import pipeline
 from pipeline import seeds
 from pipeline.keras_optimizer import ProgramOptimizer
-from pipeline.program import ProgramError
 from pipeline.registry import (
     DEFAULT_ALIAS,
     DEFAULT_MODEL_NAME,
@@ -22,6 +21,7 @@ from pipeline.registry import (
     load_optimizer,
     load_program,
 )
+from pipeline.statement import ProgramError
 from pipeline.tracking import Tracker
 
 CHAMPION = f"models:/{DEFAULT_MODEL_NAME}@{DEFAULT_ALIAS}"
