@@ -11,9 +11,15 @@ examples by ``sqrt(scale)`` each (so ``scale=10`` costs ~10x). ``TASKS`` maps na
 from __future__ import annotations
 
 from pipeline.tasks.base import Metric, Task, TaskData
-from pipeline.tasks.image_files import Cifar10Conv, DatasetNotFound, MnistMLP, load_cifar10, load_mnist
 from pipeline.tasks.charlm import CharLM
 from pipeline.tasks.digits import DigitsConv, DigitsMLP
+from pipeline.tasks.image_files import (
+    Cifar10Conv,
+    DatasetNotFound,
+    MnistMLP,
+    load_cifar10,
+    load_mnist,
+)
 from pipeline.tasks.synthetic import SynthMLP, TeacherDeep
 from pipeline.tasks.teacher import TeacherRegression
 
