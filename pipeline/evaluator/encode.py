@@ -216,16 +216,21 @@ class _SharedRows:
 
 
 @dataclass
-class _Member:
-    """One member's rows of the (unsorted) arrays ``encode`` builds, ``[length, ...]``."""
+class _Arrays:
+    """The arrays ``encode`` fills before sorting: ``[P, length, ...]`` for the batch, or
+    ``[length, ...]`` for one member (:meth:`member`)."""
 
-    codes: np.ndarray
-    src: np.ndarray
-    dst: np.ndarray
-    scalar_arg: np.ndarray
+    codes: np.ndarray  # op code at each position (NOP past the program's end)
+    src: np.ndarray  # flat register row of each argument
+    dst: np.ndarray  # flat register row of the target
+    scalar_arg: np.ndarray  # the argument is a scalar in the reference executor
+
+    def member(self, p: int) -> _Arrays:
+        """Member ``p``'s rows (views: writing them fills the batch's arrays)."""
+        return _Arrays(self.codes[p], self.src[p], self.dst[p], self.scalar_arg[p])
 
 
-def _encode_member(p: int, layout: _Layout, out: _Member, shared: _SharedRows,
+def _encode_member(p: int, layout: _Layout, out: _Arrays, shared: _SharedRows,
                    registers: _Registers, cap: int, lr: float, steps: tuple[int, int]) -> None:
     """Lay out member ``p``'s live statements: hoisted ones bind their target to a shared
     row, the others take the next position of ``out``."""
@@ -287,7 +292,7 @@ def encode(programs: Sequence[Program], max_len: int | None = None,
                  else n_fresh)
     if cap < n:
         raise ValueError(f"{n} programs do not fit a register file of capacity {cap}")
-    out = _Member(codes=np.full((n, length), NOP, np.int32),
+    out = _Arrays(codes=np.full((n, length), NOP, np.int32),
                   src=np.zeros((n, length, MAX_ARITY), np.int64),
                   dst=np.zeros((n, length), np.int64),
                   scalar_arg=np.zeros((n, length, MAX_ARITY), bool))
@@ -295,15 +300,14 @@ def encode(programs: Sequence[Program], max_len: int | None = None,
     for p, layout in enumerate(layouts):
         if layout.positions > length:
             raise ValueError(f"program needs {layout.positions} positions; max_len is {length}")
-        member = _Member(out.codes[p], out.src[p], out.dst[p], out.scalar_arg[p])
-        _encode_member(p, layout, member, shared, _Registers(fresh_max), cap, lr, steps)
+        _encode_member(p, layout, out.member(p), shared, _Registers(fresh_max), cap, lr, steps)
     if shared.base + len(shared.lit_rows) >= 2**31:
         raise ValueError(f"register file of {n_registers(fresh_max)} x {cap} rows and "
                          f"{len(shared.lit_rows)} literals is too large")
     return _sorted_by_op(out, shared, cap, fresh_max, steps[1] - steps[0])
 
 
-def _sorted_by_op(out: _Member, shared: _SharedRows, cap: int, fresh_max: int,
+def _sorted_by_op(out: _Arrays, shared: _SharedRows, cap: int, fresh_max: int,
                   n_steps: int) -> Encoded:
     """The batch's arrays with the members sorted by op code at each position."""
     length = out.codes.shape[1]

@@ -18,9 +18,9 @@ from pipeline.evaluator.trainer import EvalResult, Hurdles, Trainer, train_batch
 from pipeline.program import Program
 from pipeline.tasks import Task, make_task
 
-__all__ = ["DEFAULT_HURDLES", "Evaluator", "default_population", "evaluate"]
+__all__ = ["Evaluator", "default_population", "evaluate"]
 
-DEFAULT_HURDLES = Hurdles()  # checked at a quarter and half of training, against AdamW
+_DEFAULT_HURDLES = Hurdles()  # checked at a quarter and half of training, against AdamW
 
 
 class Evaluator:
@@ -75,7 +75,7 @@ class Evaluator:
         scale: float = 1.0,
         seed: int = 0,
         *,
-        hurdles: Hurdles = DEFAULT_HURDLES,
+        hurdles: Hurdles = _DEFAULT_HURDLES,
         population: int | None = None,
         curve_points: int = 10,
     ) -> list[EvalResult]:
@@ -114,7 +114,7 @@ def evaluate(
     scale: float = 1.0,
     seed: int = 0,
     *,
-    hurdles: Hurdles = DEFAULT_HURDLES,
+    hurdles: Hurdles = _DEFAULT_HURDLES,
     population: int | None = None,
     curve_points: int = 10,
     evaluator: Evaluator | None = None,

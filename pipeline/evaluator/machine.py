@@ -52,13 +52,14 @@ def _position(regs: tf.Variable, pos: dict, sizes: tuple[int, ...]) -> None:
     for j, arg in enumerate(pos["args"]):
         ops_j = [op for op in OP_ORDER if op.arity > j]
         counts = pos["counts"][: len(ops_j)]
-        need = (True, any(op.axis_arg for op in ops_j))
+        need = (True, any(op.per_variable is not None for op in ops_j))
         groups.append(tuple(tf.split(x, counts, num=len(ops_j)) if use else None
                             for x, use in zip(arg, need, strict=True)))
     results = []
     for k, op in enumerate(OP_ORDER):
         xs = [tf.gather(regs, groups[j][0][k]) for j in range(op.arity)]
-        flags = [groups[j][1][k] for j in range(op.arity)] if op.axis_arg else []
+        flags = ([groups[j][1][k] for j in range(op.arity)] if op.per_variable is not None
+                 else [])
         results.append(_apply_op(op, xs, sizes, pos["counts"][k], width, flags))
     regs.scatter_update(tf.IndexedSlices(tf.concat(results, axis=0), pos["scatter"]))
 

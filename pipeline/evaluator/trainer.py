@@ -99,7 +99,8 @@ class Trainer:
     The register file is a variable of dynamic length: the number of members, the stride
     (``Encoded.capacity``) and the registers a batch's programs take are inputs, not part of
     the trace, so no batch retraces. :meth:`reserve` grows the file when a batch needs more
-    rows; it never shrinks, so a search's batches reuse one buffer.
+    rows; it never shrinks, so a search's batches reuse one buffer. The file is mutable
+    state: one call at a time uses a trainer (``Evaluator`` hands each call its own).
     """
 
     def __init__(self, task: Task):
