@@ -21,7 +21,7 @@ import math
 import time
 
 from pipeline import seeds
-from pipeline.evaluate import NO_HURDLES, evaluate
+from pipeline.evaluator import NO_HURDLES, evaluate
 from pipeline.proxy import tune
 from pipeline.tasks import make_task
 

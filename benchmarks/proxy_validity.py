@@ -46,7 +46,7 @@ from dataclasses import replace
 from scipy.stats import spearmanr
 
 from pipeline import seeds
-from pipeline.evaluate import NO_HURDLES, evaluate
+from pipeline.evaluator import NO_HURDLES, evaluate
 from pipeline.program import Program
 from pipeline.proxy import Proxy, calibrate, score, tune
 from pipeline.tasks import make_task

@@ -29,7 +29,7 @@ from dataclasses import replace
 
 from pipeline import seeds
 from pipeline.baselines import hyperparameter_config, random_search_config
-from pipeline.evaluate import Hurdles, evaluate
+from pipeline.evaluator import Hurdles, evaluate
 from pipeline.evolve import Budget, EvolutionConfig, Scored, Search
 from pipeline.funnel import Stage, run_funnel, top_k_of_records
 from pipeline.proxy import Proxy, calibrate, score, tune

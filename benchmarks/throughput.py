@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline import seeds
-from pipeline.evaluate import NO_HURDLES, evaluate
+from pipeline.evaluator import NO_HURDLES, evaluate
 from pipeline.mutate import MutationConfig, mutate
 from pipeline.program import Program
 from pipeline.tasks import TeacherRegression, make_task

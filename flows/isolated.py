@@ -15,7 +15,7 @@ import threading
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
 
-from pipeline.evaluate import Hurdles
+from pipeline.evaluator import Hurdles
 from pipeline.proxy import Proxy
 
 __all__ = ["EvaluationTimeout", "evaluate_with_deadline"]

@@ -26,7 +26,7 @@ from flows.settings import EvolveSettings
 from pipeline import report
 from pipeline import seeds as seed_programs
 from pipeline.benchmark import BenchmarkResult
-from pipeline.evaluate import Hurdles
+from pipeline.evaluator import Evaluator, Hurdles
 from pipeline.evolve import Search
 from pipeline.funnel import FunnelResult
 from pipeline.program import Program
@@ -132,8 +132,8 @@ def funnel_flow(gin_files: list[str], gin_params: list[str] | None = None,
     search = Search.resume(Path(run_dir) / rundir.SEARCH_FILE)
     cfg = conf.funnel
     with tracker.run("funnel", config_text=conf.text, seed=conf.experiment.seed):
-        result = stages.funnel_stage(search, cfg, stages.stage_evaluator(conf.evolve), tracker,
-                                     stages.funnel_progress(cfg))
+        evaluator = stages.stage_evaluator(conf.evolve, Evaluator())  # this run's trainers
+        result = stages.funnel_stage(search, cfg, evaluator, tracker, stages.funnel_progress(cfg))
     print(result.format(stages.funnel_labels(result, cfg.baseline)))
     return result.table()
 
@@ -184,7 +184,7 @@ def discover_flow(
                      run_id=rundir.remembered_run(run_dir, tracker, "discover")) as run_id:
         rundir.remember_run(run_dir, tracker, "discover", run_id)
         search, proxy = _discover_evolve(conf, tracker, run_dir, budget, show_progress)
-        stage_evaluator = stages.stage_evaluator(conf.evolve)
+        stage_evaluator = stages.stage_evaluator(conf.evolve, Evaluator())  # this run's trainers
         with tracker.stage("funnel", params=stages.settings_params(conf.funnel)):
             funnel = stages.funnel_stage(
                 search, conf.funnel, stage_evaluator, tracker,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipeline.evaluate import Hurdles
+from pipeline.evaluator import Hurdles
 from pipeline.evolve import EvolutionConfig
 from pipeline.funnel import Stage
 from pipeline.proxy import Proxy

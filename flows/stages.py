@@ -34,7 +34,7 @@ from pipeline.benchmark import (
     program_contender,
     run_benchmark,
 )
-from pipeline.evaluate import Hurdles, evaluate
+from pipeline.evaluator import Evaluator, Hurdles, evaluate
 from pipeline.evolve import Budget, Scored, Search
 from pipeline.fitness import WORST, mean_or_worst
 from pipeline.fitness import from_json as fitness_from_json
@@ -78,11 +78,13 @@ def batch_key(texts: Sequence[str], proxy: Proxy, hurdles: Hurdles) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
-def task_evaluator(hurdles: Hurdles):
-    """``evaluate(programs, task, scale, seed) -> fitnesses`` on the batched TF evaluator."""
+def task_evaluator(hurdles: Hurdles, evaluator: Evaluator | None = None):
+    """``evaluate(programs, task, scale, seed) -> fitnesses`` on the batched TF evaluator
+    (``evaluator``'s trainers; default: the process's shared one)."""
 
     def run(programs: Sequence[Program], task: str, scale: float, seed: int) -> list[float]:
-        return [r.fitness for r in evaluate(list(programs), task, scale, seed, hurdles=hurdles)]
+        return [r.fitness for r in evaluate(list(programs), task, scale, seed, hurdles=hurdles,
+                                            evaluator=evaluator)]
 
     return run
 
@@ -245,9 +247,10 @@ def evolve_stage(
 # ---- funnel, simplify, benchmark, register ----------------------------------------------------
 
 
-def stage_evaluator(cfg: EvolveSettings) -> Callable[[Sequence[Program], Stage, int], list[float]]:
+def stage_evaluator(cfg: EvolveSettings, evaluator: Evaluator | None = None
+                    ) -> Callable[[Sequence[Program], Stage, int], list[float]]:
     """``evaluate(programs, stage, seed)`` for the funnel, on the batched TF evaluator."""
-    on_task = task_evaluator(cfg.hurdles)
+    on_task = task_evaluator(cfg.hurdles, evaluator)
 
     def run(programs: Sequence[Program], stage: Stage, seed: int) -> list[float]:
         return on_task(programs, stage.task, stage.scale, seed)

@@ -5,7 +5,7 @@
 3
 """
 
-from ops.registry import Op, OpRegistry, Shape
+from ops.registry import Op, OpRegistry, PerVariable, Shape
 from ops.table import EPS, OPS
 
-__all__ = ["EPS", "OPS", "Op", "OpRegistry", "Shape"]
+__all__ = ["EPS", "OPS", "Op", "OpRegistry", "PerVariable", "Shape"]

@@ -21,7 +21,7 @@ import enum
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["FastPath", "InPlace", "Op", "Shape", "OpRegistry"]
+__all__ = ["FastPath", "InPlace", "Op", "OpRegistry", "PerVariable", "Shape"]
 
 Interval = tuple[float, float]  # (lo, hi) bounds every element of a value; +-inf = unknown
 
@@ -30,6 +30,18 @@ class Shape(enum.Enum):
     ELEMENTWISE = "elementwise"
     REDUCE = "reduce"
     CONST = "const"
+
+
+class PerVariable(enum.Enum):
+    """How a reduction (``axis_arg``) acts on each variable's columns of a flat parameter row,
+    as the evaluator applies a program to every variable of a model at once (the TF forms are
+    in ``ops.segments``). Each variable's reduction broadcasts back over its columns."""
+
+    NORM = "norm"  # sqrt(sum(x^2))
+    RMS = "rms"  # sqrt(mean(x^2))
+    DOT = "dot"  # sum(x * y)
+    COSINE_SIM = "cosine_sim"  # dot(x, y) / (norm(x) * norm(y) + eps)
+    CLIP_BY_RMS = "clip_by_rms"  # x * min(1, |c| / (rms(x) + eps)): elementwise, rms per variable
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,7 @@ class Op:
         doc: one line stating the math, guards included.
         aliases: other names the parser accepts (printed back as ``name``).
         axis_arg: the implementations reduce internally and take ``axis=`` (see module doc).
+        per_variable: how an ``axis_arg`` op reduces per variable (required exactly for those).
         interval: given an interval (lo, hi) per argument, an interval containing the result;
             used by ``pipeline.ranges`` to pick ``fast`` paths. None: nothing is known.
         fast: an unguarded implementation, valid under a bound on one argument.
@@ -96,6 +109,7 @@ class Op:
     doc: str = ""
     aliases: tuple[str, ...] = ()
     axis_arg: bool = False
+    per_variable: PerVariable | None = None
     interval: Callable[..., Interval] | None = field(default=None, repr=False, compare=False)
     fast: FastPath | None = field(default=None, repr=False, compare=False)
     inplace: tuple[InPlace, ...] = field(default=(), repr=False, compare=False)
@@ -108,6 +122,10 @@ class Op:
                 f"op {self.name!r}: const_ok has {len(self.const_ok)} entries, "
                 f"arity is {self.arity}"
             )
+        if self.axis_arg != (self.per_variable is not None):
+            raise ValueError(f"op {self.name!r}: an op with axis_arg needs per_variable, and "
+                             f"only such an op has one (axis_arg={self.axis_arg}, "
+                             f"per_variable={self.per_variable})")
 
 
 class OpRegistry(Mapping[str, Op]):

@@ -23,7 +23,7 @@ import math
 import numpy as np
 
 from ops.lazy_tf import tf
-from ops.registry import FastPath, InPlace, Op, OpRegistry, Shape
+from ops.registry import FastPath, InPlace, Op, OpRegistry, PerVariable, Shape
 
 EPS = 1e-8
 TINY = 1e-30
@@ -371,13 +371,17 @@ _OPS: list[Op] = [
            "atanh(clip(x, -(1-1e-6), 1-1e-6))"),
     # reductions to a scalar
     Op("norm", 1, P, _np_norm, _tf_norm, (False,), doc="L2 norm sqrt(sum(x^2))", axis_arg=True,
+       per_variable=PerVariable.NORM,
        interval=_iv_nonneg, src="tf.sqrt(tf.reduce_sum(tf.square({0})))"),
     Op("global_norm", 1, P, _np_rms, _tf_rms, (False,), doc="RMS norm sqrt(mean(x^2))",
+       per_variable=PerVariable.RMS,
        axis_arg=True, interval=_iv_nonneg, src="tf.sqrt(tf.reduce_mean(tf.square({0})))"),
     Op("dot", 2, P, _np_dot, _tf_dot, (False, False), doc="sum(x * y)", axis_arg=True,
+       per_variable=PerVariable.DOT,
        src="tf.reduce_sum({0} * {1})"),
     Op("cosine_sim", 2, P, _np_cosine, _tf_cosine, (False, False),
        doc="dot(x, y) / (norm(x) * norm(y) + eps)", axis_arg=True,
+       per_variable=PerVariable.COSINE_SIM,
        src="_cosine_sim({0}, {1})", src_helpers=(_SRC_COSINE,)),
     # elementwise with a parameter
     # y*a + x*(1-a): with a literal ``a`` the TF side forms 1-a in double precision, which
@@ -397,6 +401,7 @@ _OPS: list[Op] = [
        src="tf.clip_by_value({0}, -tf.abs({1}), tf.abs({1}))"),
     Op("clip_by_global_norm", 2, E, _np_clip_gn, _tf_clip_gn, (False, True),
        doc="x * min(1, |c| / (global_norm(x) + eps))", axis_arg=True,
+       per_variable=PerVariable.CLIP_BY_RMS,
        src="_clip_by_global_norm({0}, {1})", src_helpers=(_SRC_CLIP_GN,)),
 ]
 

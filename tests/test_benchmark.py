@@ -16,7 +16,7 @@ from pipeline.benchmark import (
     run_benchmark,
     train_with_optimizer,
 )
-from pipeline.evaluate import NO_HURDLES, evaluate
+from pipeline.evaluator import NO_HURDLES, evaluate
 from pipeline.keras_optimizer import ProgramOptimizer
 from pipeline.tasks import make_task
 

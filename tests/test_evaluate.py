@@ -1,4 +1,5 @@
-"""The batched evaluator: equals Keras for one program, batch-independent, hurdles, encoding."""
+"""The batched evaluator: equals Keras for one program, batch-independent, thread-safe,
+hurdles, encoding, per-variable reductions."""
 
 from __future__ import annotations
 
@@ -10,9 +11,19 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from ops import OPS, Op, PerVariable, Shape
 from pipeline import ProgramOptimizer, seeds
-from pipeline.evaluate import (
+from pipeline.evaluator import (
     NO_HURDLES,
+    Evaluator,
+    Hurdles,
+    StopReason,
+    encode,
+    evaluate,
+    positions_needed,
+    registers_needed,
+)
+from pipeline.evaluator.encode import (
     OP_ORDER,
     REG_G,
     REG_LR,
@@ -20,17 +31,9 @@ from pipeline.evaluate import (
     REG_T,
     REG_UPDATE,
     REG_W,
-    Hurdles,
-    StopReason,
-    _trainer,
-    encode,
-    evaluate,
-    load_constants,
     n_registers,
-    positions_needed,
-    registers_needed,
-    run_programs,
 )
+from pipeline.evaluator.machine import load_constants, run_programs
 from pipeline.execute import numpy_step
 from pipeline.fitness import WORST
 from pipeline.mutate import MutationConfig, mutate, random_program
@@ -109,15 +112,18 @@ def test_batches_of_any_size_length_and_register_need_share_one_trace():
            *(_mutated_seed(np.random.default_rng(k)) for k in range(5))]
     assert max(map(positions_needed, big)) > positions_needed(small[0])
     assert max(map(registers_needed, big)) > registers_needed(small[0])
-    first, = evaluate(small, task, hurdles=NO_HURDLES)
-    trainer = _trainer(dataclasses.replace(task, seed=0))
-    rows = trainer.rows
-    assert rows > 0 and trainer.train.experimental_get_tracing_count() == 1
-    again = evaluate(big, task, hurdles=NO_HURDLES)
-    assert trainer.rows > rows  # grown for more members and registers, not retraced
-    assert trainer.train.experimental_get_tracing_count() == 1
-    evaluate(small, task, hurdles=NO_HURDLES)  # fewer rows again: the file is reused
-    assert trainer.train.experimental_get_tracing_count() == 1
+    with Evaluator() as evaluator:  # one call at a time: one trainer, reused
+        first, = evaluator.evaluate(small, task, hurdles=NO_HURDLES)
+        with evaluator.trainer(task) as trainer:
+            rows = trainer.rows
+        assert rows > 0 and trainer.train.experimental_get_tracing_count() == 1
+        again = evaluator.evaluate(big, task, hurdles=NO_HURDLES)
+        assert trainer.rows > rows  # grown for more members and registers, not retraced
+        assert trainer.train.experimental_get_tracing_count() == 1
+        evaluator.evaluate(small, task, hurdles=NO_HURDLES)  # fewer rows: the file is reused
+        assert trainer.train.experimental_get_tracing_count() == 1
+        with evaluator.trainer(dataclasses.replace(task, seed=7)) as same:  # seed: an input
+            assert same is trainer
     assert again[0].fitness == first.fitness
 
 
@@ -130,16 +136,17 @@ def test_same_seed_same_results_other_seed_differs():
     assert [r.fitness for r in a] != [r.fitness for r in c]
 
 
-def test_two_threads_evaluating_the_same_task_at_once_get_the_single_thread_results():
+@pytest.mark.parametrize("shared", [None, Evaluator()], ids=["module_default", "one_evaluator"])
+def test_two_threads_evaluating_the_same_task_at_once_get_the_single_thread_results(shared):
     rng = np.random.default_rng(11)
     batches = [[seeds.adamw(), DIVERGE, *(_mutated_seed(rng) for _ in range(5))],
                [seeds.lion(), seeds.rmsprop(), *(_random(rng, 12) for _ in range(5))]]
-    alone = [evaluate(b, TASK, population=POP) for b in batches]
+    alone = [evaluate(b, TASK, population=POP, evaluator=Evaluator()) for b in batches]
     start = threading.Barrier(len(batches))
 
     def run(batch):
-        start.wait()  # both threads train at once
-        return [evaluate(batch, TASK, population=POP) for _ in range(3)]
+        start.wait()  # both threads train at once, on one evaluator
+        return [evaluate(batch, TASK, population=POP, evaluator=shared) for _ in range(3)]
 
     with ThreadPoolExecutor(len(batches)) as pool:
         together = list(pool.map(run, batches))
@@ -277,3 +284,14 @@ def test_step_constants_are_hoisted_out_of_the_machine_and_exact_across_segments
     parts, = evaluate([adamw], TASK, population=POP, hurdles=segments)
     assert parts.stop is StopReason.COMPLETED
     assert parts.val_loss == whole.val_loss
+
+
+def test_reductions_take_their_per_variable_form_from_the_op_table():
+    axis_ops = {op.name for op in OPS.values() if op.axis_arg}
+    assert axis_ops == {op.name for op in OPS.values() if op.per_variable is not None}
+    assert OPS["global_norm"].per_variable is PerVariable.RMS
+    with pytest.raises(ValueError, match="per_variable"):  # an axis op must say how
+        Op("sum", 1, Shape.REDUCE, np.sum, tf.reduce_sum, (False,), axis_arg=True)
+    with pytest.raises(ValueError, match="per_variable"):  # and only an axis op may
+        Op("twice", 1, Shape.ELEMENTWISE, np.add, tf.add, (False,),
+           per_variable=PerVariable.NORM)

@@ -30,7 +30,7 @@ from hypothesis.extra import numpy as hnp
 from ops import OPS, Shape
 from pipeline import seeds
 from pipeline.abstract import Rejection, check
-from pipeline.evaluate import StopReason, evaluate
+from pipeline.evaluator import StopReason, evaluate
 from pipeline.execute import numpy_step
 from pipeline.fitness import WORST
 from pipeline.mutate import MutationConfig, mutate, random_program

@@ -22,7 +22,7 @@ from flows import config
 from flows.prefect_flows import discover_flow, evaluate_chunk
 from flows.stages import evaluate_texts
 from pipeline import seeds
-from pipeline.evaluate import Hurdles
+from pipeline.evaluator import Hurdles
 from pipeline.proxy import Proxy
 
 SMOKE = str(Path(__file__).resolve().parent.parent / "gin" / "smoke.gin")
