@@ -168,7 +168,7 @@ def _update_step(program: Program, names: dict[str, str]) -> tuple[list[str], li
         if i in plan:
             slot, k = plan[i]
             args = [names[a] if isinstance(a, str) else format_number(a) for a in st.args]
-            delta = op.inplace[k].src.format(*args)
+            delta = op.inplace[k].tf_delta.render(*args)
             if not any(a in full for a in st.reads()):
                 delta = f"tf.broadcast_to({delta}, tf.shape(variable))"
             needs_dtype = True
@@ -177,12 +177,12 @@ def _update_step(program: Program, names: dict[str, str]) -> tuple[list[str], li
                         f"tf.cast({delta}, dtype))")
             full.add(st.target)
             continue
-        use_fast = i in fast and op.fast is not None and op.fast.src
-        template = op.fast.src if use_fast else op.src
+        use_fast = i in fast and op.fast is not None
+        template = op.fast.tf_fn if use_fast else op.tf_fn
         if not use_fast:
             helpers += [h for h in op.src_helpers if h not in helpers]
         args = [names[a] if isinstance(a, str) else format_number(a) for a in st.args]
-        line = f"{names[st.target]} = {template.format(*args)}"
+        line = f"{names[st.target]} = {template.render(*args)}"
         if line != st.to_text():
             code.append(f"# {st.to_text()}")
         code.append(line)
