@@ -74,11 +74,12 @@ def _resolve(path: tuple[str, ...]):
 
 
 class Source:
-    """A function given as text: a ``def``, or an expression template over ``{0}, {1}, ...``.
+    """A function given as text: an expression template over ``{0}, {1}, ...``, a
+    ``lambda`` (an expression over named parameters) or a ``def``.
 
     Args:
         text: the source.
-        arity: for a template, the number of arguments; None for a ``def``.
+        arity: for a template, the number of arguments; None for a ``lambda`` or ``def``.
         helpers: ``def`` sources (or :class:`Source` objects) the text may call by name.
         attributes: attribute names the text may read from values (not from ``tf``).
     """
@@ -90,15 +91,22 @@ class Source:
         self._helpers = {h.name: h for h in (
             h if isinstance(h, Source) else Source(h, attributes=attributes) for h in helpers)}
         self._locals: set[str] = set()
+        self._called: list[str] = []  # helpers the text calls, in first-call order
         if arity is None:
             tree = ast.parse(text)
-            if len(tree.body) != 1 or not isinstance(tree.body[0], ast.FunctionDef):
-                raise ValueError(f"expected one 'def name(...):' in {text[:40]!r}")
-            fn = tree.body[0]
-            self.name: str = fn.name
-            self.params = tuple(a.arg for a in fn.args.args)
-            self._expr = None
-            self._body = self._block(fn.body)
+            node = tree.body[0] if len(tree.body) == 1 else None
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Lambda):
+                self.name = ""
+                self.params = tuple(a.arg for a in node.value.args.args)
+                self._expr = node.value.body
+                self._body = self._compile(self._expr)
+            elif isinstance(node, ast.FunctionDef):
+                self.name = node.name
+                self.params = tuple(a.arg for a in node.args.args)
+                self._expr = None
+                self._body = self._block(node.body)
+            else:
+                raise ValueError(f"expected one 'def name(...):' or lambda in {text[:40]!r}")
         else:
             self.name = ""
             self.params = tuple(f"_arg{i}" for i in range(arity))
@@ -198,6 +206,8 @@ class Source:
             return lambda env: value
         if name in self._helpers:
             helper = self._helpers[name]
+            if name not in self._called:
+                self._called.append(name)
             return lambda env: lambda *args: helper(*args, axis=env["axis"])
         raise ValueError(f"{self.text[:40]!r}: unknown name {name!r}")
 
@@ -219,10 +229,10 @@ class Source:
     @property
     def helper_sources(self) -> tuple[str, ...]:
         """The ``def`` text of each helper the source calls."""
-        return tuple(h.text for h in self._helpers.values())
+        return tuple(self._helpers[name].text for name in self._called)
 
     def render(self, *args: str) -> str:
-        """The template with its arguments replaced by ``args`` (source text each)."""
+        """The expression with its parameters replaced by ``args`` (source text each)."""
         if self._expr is None:
             raise ValueError(f"{self.name}: a def is written as it is, not rendered")
         names = dict(zip(self.params, args, strict=True))
