@@ -2,7 +2,9 @@
 
 An op's TensorFlow form is declared only as text (``Op.src``, ``Op.src_helpers``): an
 expression template such as ``"tf.pow(tf.maximum(tf.abs({0}), 1e-30), {1})"``, or a small
-``def`` for a helper several ops call. This module parses the text once with :mod:`ast` and
+``def`` for a helper several ops call (``pipeline.step_plan`` writes the optimizer step's own
+primitives the same way, as ``lambda`` text). This module parses the text once with
+:mod:`ast` and
 
 * **runs** it: a tree of closures over a fixed name table, so the callable performs exactly
   the calls the text spells (``tf.<path>`` from ``ops.lazy_tf``, the builtins ``abs``,
@@ -46,7 +48,8 @@ _REDUCTIONS = frozenset({("reduce_sum",), ("reduce_mean",)})
 _AS_OPERATOR = {("add",): ast.Add, ("subtract",): ast.Sub, ("multiply",): ast.Mult,
                 ("divide",): ast.Div, ("negative",): ast.USub}
 
-Env = dict[str, Any]  # parameters and locals, plus "axis"
+Env = dict[str, Any]  # parameters and locals, plus _AXIS
+_AXIS = "<axis>"  # not an identifier: no parameter or local can shadow it
 Node = Callable[[Env], Any]
 
 
@@ -123,7 +126,7 @@ class Source:
             raise TypeError(f"{self.text!r} takes {len(self.params)} arguments, "
                             f"got {len(args)}")
         env: Env = dict(zip(self.params, args, strict=True))
-        env["axis"] = axis
+        env[_AXIS] = axis
         if self._expr is not None:
             return self._body(env)
         try:
@@ -208,7 +211,7 @@ class Source:
             helper = self._helpers[name]
             if name not in self._called:
                 self._called.append(name)
-            return lambda env: lambda *args: helper(*args, axis=env["axis"])
+            return lambda env: lambda *args: helper(*args, axis=env[_AXIS])
         raise ValueError(f"{self.text[:40]!r}: unknown name {name!r}")
 
     def _call(self, node: ast.Call) -> Node:
@@ -216,7 +219,7 @@ class Source:
         path = _tf_path(node.func)
         if path in _REDUCTIONS:
             def reduce(env):
-                fn, axis = _resolve(path), env["axis"]
+                fn, axis = _resolve(path), env[_AXIS]
                 x = [a(env) for a in args]
                 return fn(*x) if axis is None else fn(*x, axis=axis, keepdims=True)
 
