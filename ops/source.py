@@ -230,9 +230,9 @@ class Source:
     # ---- rendering ----------------------------------------------------------------------
 
     @property
-    def helper_sources(self) -> tuple[str, ...]:
-        """The ``def`` text of each helper the source calls."""
-        return tuple(self._helpers[name].text for name in self._called)
+    def helpers(self) -> tuple[Source, ...]:
+        """The helpers (``def`` sources) the source calls, in first-call order."""
+        return tuple(self._helpers[name] for name in self._called)
 
     def render(self, *args: str) -> str:
         """The expression with its parameters replaced by ``args`` (source text each)."""

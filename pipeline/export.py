@@ -23,6 +23,7 @@ import textwrap
 from pathlib import Path
 
 from ops import OPS, Shape
+from ops.source import Source
 from pipeline.program import IGNORES_LR, OUTPUT, Program, format_number
 from pipeline.ranges import fast_statements
 from pipeline.step_plan import (
@@ -41,7 +42,6 @@ from pipeline.step_plan import (
 
 __all__ = ["export_module", "write_module"]
 
-_HELPER_DEF = re.compile(r"def (\w+)\(")
 # Names the generated update_step uses besides the program's variables (builtins included).
 _MODULE_NAMES = frozenset(
     {"tf", "keras", "self", "gradient", "variable", "learning_rate", "dtype", "index",
@@ -50,15 +50,8 @@ _MODULE_NAMES = frozenset(
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
-def _helper_name(source: str) -> str:
-    m = _HELPER_DEF.match(source)
-    if m is None:
-        raise ValueError(f"an op's src helper must start with 'def name(': {source[:40]!r}")
-    return m.group(1)
-
-
 def _reserved(class_name: str) -> frozenset[str]:
-    helpers = {_helper_name(h) for op in OPS.values() for h in op.src_helpers}
+    helpers = {h.name for op in OPS.values() for h in op.tf_fn.helpers}
     return frozenset(
         _MODULE_NAMES | helpers | {class_name} | set(keyword.kwlist)
     )
@@ -166,12 +159,12 @@ def _slot(name: str) -> str:
     return f"self._{name}_slots[index]"
 
 
-def _statements(plan: StepPlan, names: dict[str, str]) -> tuple[list[str], list[str], set[str]]:
+def _statements(plan: StepPlan, names: dict[str, str]) -> tuple[list[str], list[Source], set[str]]:
     """The statements as code, the helper sources they call, and the names that hold a value
     of the variable's shape after them."""
     full = {x for x in ("w", "g") if x in plan.inputs} | set(plan.reads)
     fast = fast_statements(plan.program, reachable=True)  # the optimizer owns its slots
-    helpers: list[str] = []
+    helpers: dict[str, Source] = {}  # by name: each op that calls a helper has its own copy
     code = []
     for i, st in enumerate(plan.program.statements):
         op = OPS[st.op]
@@ -187,7 +180,7 @@ def _statements(plan: StepPlan, names: dict[str, str]) -> tuple[list[str], list[
             full.add(st.target)
             continue
         source = op.fast.tf_fn if i in fast and op.fast is not None else op.tf_fn
-        helpers += [h for h in source.helper_sources if h not in helpers]
+        helpers.update((h.name, h) for h in source.helpers)
         line = f"{names[st.target]} = {source.render(*args)}"
         if line != st.to_text():
             code.append(f"# {st.to_text()}")
@@ -196,10 +189,10 @@ def _statements(plan: StepPlan, names: dict[str, str]) -> tuple[list[str], list[
             full.add(st.target)
         else:
             full.discard(st.target)
-    return code, helpers, full
+    return code, list(helpers.values()), full
 
 
-def _update_step(plan: StepPlan, names: dict[str, str]) -> tuple[list[str], list[str]]:
+def _update_step(plan: StepPlan, names: dict[str, str]) -> tuple[list[str], list[Source]]:
     """The body of ``update_step`` and the helper sources it calls."""
     code, helpers, full = _statements(plan, names)
 
@@ -210,7 +203,8 @@ def _update_step(plan: StepPlan, names: dict[str, str]) -> tuple[list[str], list
 
     epilogue = [write(SUBTRACT_UPDATE, update=value(OUTPUT))]
     epilogue += [write(ASSIGN_SLOT, slot=_slot(s), value=value(s)) for s in plan.assigns]
-    needs_dtype = (bool({"g", "lr", "t"} & set(plan.inputs)) or bool(plan.inplace)
+    primitives = [LOADS[x] for x in plan.inputs] + ([ADD_IN_PLACE] if plan.inplace else [])
+    needs_dtype = (any("dtype" in p.params for p in primitives)
                    or any(value(x) != names[x] for x in (OUTPUT, *plan.assigns)))
     return _prologue(plan, names, needs_dtype) + code + epilogue, helpers
 
@@ -237,7 +231,7 @@ def _checked(program, class_name: str, learning_rate) -> tuple[Program, float]:
     return program, learning_rate
 
 
-def _module_head(class_name: str, helpers: list[str], reads_lr: bool) -> list[str]:
+def _module_head(class_name: str, helpers: list[Source], reads_lr: bool) -> list[str]:
     """The module docstring, the imports and the helper functions."""
     out = [
         f'"""{class_name}: an optimizer found by lionforge\'s program search, as plain code.',
@@ -252,8 +246,8 @@ def _module_head(class_name: str, helpers: list[str], reads_lr: bool) -> list[st
         "import tensorflow as tf",
         "",
     ]
-    for helper in sorted(helpers, key=_helper_name):
-        out += ["", *helper.rstrip("\n").splitlines(), ""]
+    for helper in sorted(helpers, key=lambda h: h.name):
+        out += ["", *helper.text.rstrip("\n").splitlines(), ""]
     return out
 
 

@@ -163,7 +163,7 @@ def test_every_ops_exported_source_computes_what_its_callable_computes(source, c
     variants = [[tf.constant(t) for t in tensors]]
     variants += [[LITERAL if j == i else tf.constant(t) for j, t in enumerate(tensors)]
                  for i, ok in enumerate(const_ok) if ok and not fast]
-    lines = ["import tensorflow as tf", "", *source.helper_sources, ""]
+    lines = ["import tensorflow as tf", "", *(h.text for h in source.helpers), ""]
     for v, args in enumerate(variants):
         params = [f"x{i}" for i, a in enumerate(args) if not isinstance(a, float)]
         texts = [repr(a) if isinstance(a, float) else f"x{i}" for i, a in enumerate(args)]
