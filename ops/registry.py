@@ -1,8 +1,10 @@
 """The op registry: the one place an op exists.
 
-Every op is declared once, as an :class:`Op`, with its NumPy and TensorFlow implementations.
-The parser, printer, executors, abstract interpreter, mutator and evaluator all read this
-table; none keeps a list of its own.
+Every op is declared once, as an :class:`Op`, with its NumPy implementation and its
+TensorFlow form written once as source (``Op.src``): ``ops.source`` builds the TF callable
+(``Op.tf_fn``) from that text and ``pipeline.export`` writes the same text into exported
+modules, so the two cannot drift. The parser, printer, executors, abstract interpreter,
+mutator and evaluator all read this table; none keeps a list of its own.
 
 Shape rules (``Op.shape``):
 
@@ -20,6 +22,8 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+
+from ops.source import Source
 
 __all__ = ["FastPath", "InPlace", "Op", "OpRegistry", "PerVariable", "Shape"]
 
@@ -47,13 +51,17 @@ class PerVariable(enum.Enum):
 @dataclass(frozen=True)
 class FastPath:
     """A cheaper implementation that gives *identical* results when argument ``arg`` is
-    known to be ``>= at_least`` everywhere (e.g. division without its zero guard)."""
+    known to be ``>= at_least`` everywhere (e.g. division without its zero guard).
+
+    ``src`` is its TF form, a template as ``Op.src``; ``tf_fn`` is built from it by the
+    :class:`Op` that owns the path.
+    """
 
     arg: int
     at_least: float
     np_fn: Callable = field(repr=False)
-    tf_fn: Callable = field(repr=False)
-    src: str = ""  # source template of tf_fn, as Op.src
+    src: str
+    tf_fn: Source = field(init=False, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -63,12 +71,13 @@ class InPlace:
     When an optimizer's state slot is written as ``op`` of its own old value (passed as
     argument ``arg``), the optimizer can update it in place with ``assign_add(delta)``, as
     hand-written optimizers do (Keras' Adam: ``m.assign_add((g - m) * (1 - b1))``).
-    ``src`` is the delta as a source template (for ``pipeline.export``).
+    ``src`` is the delta as a source template over the op's arguments (as ``Op.src``);
+    ``tf_delta`` is built from it by the :class:`Op` that owns the form.
     """
 
     arg: int
-    tf_delta: Callable = field(repr=False)
     src: str
+    tf_delta: Source = field(init=False, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -80,7 +89,6 @@ class Op:
         arity: the number of arguments.
         shape: how the result's shape follows from the arguments' shapes.
         np_fn: NumPy implementation, on float32 arrays (reductions take ``axis=``).
-        tf_fn: TensorFlow implementation, same contract.
         const_ok: for each argument, whether it may be a float literal.
         infix: the operator symbol when the op prints as ``a <sym> b`` (``+ - * /``).
         doc: one line stating the math, guards included.
@@ -91,19 +99,20 @@ class Op:
             used by ``pipeline.ranges`` to pick ``fast`` paths. None: nothing is known.
         fast: an unguarded implementation, valid under a bound on one argument.
         inplace: forms ``args[k] + delta`` that let an optimizer update a slot in place.
-        src: ``tf_fn`` as Python source: an expression template over the arguments ``{0}``,
-            ``{1}``, ... (a variable name or a float literal's ``repr``) using ``tf.`` calls
-            and the helper functions of ``src_helpers``; it computes exactly what ``tf_fn``
-            computes on one tensor (``axis=None``). ``pipeline.export`` writes programs with it.
+        src: the TensorFlow form, the one definition of it: an expression template over the
+            arguments ``{0}``, ``{1}``, ... (tensors or Python floats) using ``tf.`` calls
+            and the helper functions of ``src_helpers`` (see ``ops.source`` for what it may
+            contain). ``pipeline.export`` writes programs with it.
         src_helpers: source of each module-level function (``def _name(...)``) that ``src``
             calls, e.g. a guarded division; written once at the top of an exported module.
+        tf_fn: the TensorFlow implementation, built from ``src`` (same contract as
+            ``np_fn``; reductions take ``axis=``).
     """
 
     name: str
     arity: int
     shape: Shape
     np_fn: Callable = field(repr=False, compare=False)
-    tf_fn: Callable = field(repr=False, compare=False)
     const_ok: tuple[bool, ...] = ()
     infix: str | None = None
     doc: str = ""
@@ -115,6 +124,7 @@ class Op:
     inplace: tuple[InPlace, ...] = field(default=(), repr=False, compare=False)
     src: str = field(default="", repr=False, compare=False)
     src_helpers: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    tf_fn: Source = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.const_ok) != self.arity:
@@ -126,6 +136,18 @@ class Op:
             raise ValueError(f"op {self.name!r}: an op with axis_arg needs per_variable, and "
                              f"only such an op has one (axis_arg={self.axis_arg}, "
                              f"per_variable={self.per_variable})")
+        if not self.src:
+            raise ValueError(f"op {self.name!r}: src (its TensorFlow form) is required")
+        # The frozen dataclasses get their callables here, built from their source text.
+        object.__setattr__(self, "tf_fn", self.source(self.src))
+        if self.fast is not None:
+            object.__setattr__(self.fast, "tf_fn", self.source(self.fast.src))
+        for form in self.inplace:
+            object.__setattr__(form, "tf_delta", self.source(form.src))
+
+    def source(self, template: str) -> Source:
+        """``template`` over this op's arguments, able to call its ``src_helpers``."""
+        return Source(template, self.arity, helpers=self.src_helpers)
 
 
 class OpRegistry(Mapping[str, Op]):

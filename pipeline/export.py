@@ -1,9 +1,11 @@
 """Export: a program as a standalone Python module that needs only Keras and TensorFlow.
 
 The module defines one ``keras.optimizers.Optimizer`` subclass whose ``update_step`` is the
-program's live statements as straight-line TensorFlow code, one line per statement (each
-op written from its ``Op.src`` template, with the op's guards), under a comment holding the
-original statement. It computes exactly what :class:`~pipeline.ProgramOptimizer` computes.
+step plan of :mod:`pipeline.step_plan` (the one :class:`~pipeline.ProgramOptimizer` runs)
+written as straight-line TensorFlow code: the plan's primitives rendered with the method's
+names, and one line per live statement (each op rendered from its ``Op.src``, the text its
+TF callable is built from, guards included) under a comment holding the original statement.
+It computes exactly what :class:`~pipeline.ProgramOptimizer` computes.
 Nothing is evaluated here: the program's names and literals are checked by ``Program``, and
 names that would clash with Python or with the module's own names are renamed.
 
@@ -21,14 +23,26 @@ import textwrap
 from pathlib import Path
 
 from ops import OPS, Shape
-from pipeline.execute import inplace_plan
+from ops.source import Source
 from pipeline.program import IGNORES_LR, Program
 from pipeline.ranges import fast_statements
 from pipeline.statement import OUTPUT, format_number
+from pipeline.step_plan import (
+    ADD_IN_PLACE,
+    ASSIGN_SLOT,
+    DENSE,
+    DTYPE,
+    INDEX,
+    LOADS,
+    READ_SLOT,
+    SPARSE,
+    SUBTRACT_UPDATE,
+    StepPlan,
+    write,
+)
 
 __all__ = ["export_module", "write_module"]
 
-_HELPER_DEF = re.compile(r"def (\w+)\(")
 # Names the generated update_step uses besides the program's variables (builtins included).
 _MODULE_NAMES = frozenset(
     {"tf", "keras", "self", "gradient", "variable", "learning_rate", "dtype", "index",
@@ -37,15 +51,8 @@ _MODULE_NAMES = frozenset(
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
-def _helper_name(source: str) -> str:
-    m = _HELPER_DEF.match(source)
-    if m is None:
-        raise ValueError(f"an op's src helper must start with 'def name(': {source[:40]!r}")
-    return m.group(1)
-
-
 def _reserved(class_name: str) -> frozenset[str]:
-    helpers = {_helper_name(h) for op in OPS.values() for h in op.src_helpers}
+    helpers = {h.name for op in OPS.values() for h in op.tf_fn.helpers}
     return frozenset(
         _MODULE_NAMES | helpers | {class_name} | set(keyword.kwlist)
     )
@@ -131,59 +138,51 @@ def _warn_lines(message: str) -> list[str]:
             "            stacklevel=2,", "        )"]
 
 
-def _update_step(program: Program, names: dict[str, str]) -> tuple[list[str], list[str]]:
-    """The body of ``update_step`` and the helper sources it calls."""
-    start: list[str] = []  # names read before any statement assigns them, in first-read order
-    assigned: set[str] = set()
-    for st in program.statements:
-        start += [a for a in st.reads() if a not in assigned and a not in start]
-        assigned.add(st.target)
-    slots = program.live_slots
-    needs_dtype = bool({"g", "lr", "t"} & set(start))
-
-    body = []
-    if "g" in start:
-        body += [
-            "if isinstance(gradient, tf.IndexedSlices):",
+def _prologue(plan: StepPlan, names: dict[str, str], needs_dtype: bool) -> list[str]:
+    """Densify, load the inputs, find and read the slots (``pipeline.step_plan``)."""
+    lines = []
+    if plan.dense_gradient:
+        lines += [
+            f"if {write(SPARSE)}:",
             "    # A sparse gradient (Embedding): the rule is dense, as in Keras' Adam.",
-            "    gradient = tf.convert_to_tensor(gradient)",
+            f"    gradient = {write(DENSE)}",
         ]
-    loads = {
-        "w": "tf.convert_to_tensor(variable)",
-        "g": "tf.cast(gradient, dtype)",
-        "lr": "tf.cast(learning_rate, dtype)",
-        "t": "tf.cast(self.iterations + 1, dtype)",
-    }
-    prologue = [f"{names[x]} = {loads[x]}" for x in ("w", "g", "lr", "t") if x in start]
-    if slots:
-        prologue.append("index = self._get_variable_index(variable)")
-        prologue += [f"{names[s]} = tf.convert_to_tensor(self._{s}_slots[index])" for s in slots]
+    if needs_dtype:
+        lines.append(f"dtype = {write(DTYPE)}")
+    lines += [f"{names[x]} = {write(LOADS[x])}" for x in plan.inputs]
+    if plan.slots:
+        lines.append(f"index = {write(INDEX)}")
+    lines += [f"{names[s]} = {write(READ_SLOT, slot=_slot(s))}" for s in plan.reads]
+    return lines
 
-    full = {x for x in ("w", "g", *slots) if x in start}  # values with the variable's shape
-    fast = fast_statements(program, reachable=True)  # the optimizer owns its slots
-    plan = inplace_plan(program)  # slots updated in place, as ProgramOptimizer does
-    helpers: list[str] = []
+
+def _slot(name: str) -> str:
+    return f"self._{name}_slots[index]"
+
+
+def _statements(plan: StepPlan, names: dict[str, str]) -> tuple[list[str], list[Source], set[str]]:
+    """The statements as code, the helper sources they call, and the names that hold a value
+    of the variable's shape after them."""
+    full = {x for x in ("w", "g") if x in plan.inputs} | set(plan.reads)
+    fast = fast_statements(plan.program, reachable=True)  # the optimizer owns its slots
+    helpers: dict[str, Source] = {}  # by name: each op that calls a helper has its own copy
     code = []
-    for i, st in enumerate(program.statements):
+    for i, st in enumerate(plan.program.statements):
         op = OPS[st.op]
-        if i in plan:
-            slot, k = plan[i]
-            args = [names[a] if isinstance(a, str) else format_number(a) for a in st.args]
-            delta = op.inplace[k].src.format(*args)
+        args = [names[a] if isinstance(a, str) else format_number(a) for a in st.args]
+        if i in plan.inplace:
+            slot, k = plan.inplace[i]
+            delta = op.inplace[k].tf_delta.render(*args)
             if not any(a in full for a in st.reads()):
                 delta = f"tf.broadcast_to({delta}, tf.shape(variable))"
-            needs_dtype = True
             code.append(f"# {st.to_text()}  (in place: the slot += delta)")
-            code.append(f"{names[st.target]} = self._{slot}_slots[index].value.assign_add("
-                        f"tf.cast({delta}, dtype))")
+            code.append(f"{names[st.target]} = "
+                        f"{write(ADD_IN_PLACE, slot=_slot(slot), delta=delta)}")
             full.add(st.target)
             continue
-        use_fast = i in fast and op.fast is not None and op.fast.src
-        template = op.fast.src if use_fast else op.src
-        if not use_fast:
-            helpers += [h for h in op.src_helpers if h not in helpers]
-        args = [names[a] if isinstance(a, str) else format_number(a) for a in st.args]
-        line = f"{names[st.target]} = {template.format(*args)}"
+        source = op.fast.tf_fn if i in fast and op.fast is not None else op.tf_fn
+        helpers.update((h.name, h) for h in source.helpers)
+        line = f"{names[st.target]} = {source.render(*args)}"
         if line != st.to_text():
             code.append(f"# {st.to_text()}")
         code.append(line)
@@ -191,24 +190,66 @@ def _update_step(program: Program, names: dict[str, str]) -> tuple[list[str], li
             full.add(st.target)
         else:
             full.discard(st.target)
+    return code, list(helpers.values()), full
 
-    def value(name: str) -> str:
+
+def _update_step(plan: StepPlan, names: dict[str, str]) -> tuple[list[str], list[Source]]:
+    """The body of ``update_step`` and the helper sources it calls."""
+    code, helpers, full = _statements(plan, names)
+
+    def value(name: str) -> str:  # a value cast and broadcast to the variable's shape
         if name in full:
             return names[name]
-        nonlocal needs_dtype
-        needs_dtype = True
         return f"tf.broadcast_to(tf.cast({names[name]}, dtype), tf.shape(variable))"
 
-    epilogue = [f"self.assign_sub(variable, {value(OUTPUT)})"]
-    in_place = {slot for slot, _ in plan.values()}
-    epilogue += [
-        f"self.assign(self._{s}_slots[index], {value(s)})"
-        for s in slots
-        if s in assigned and s not in in_place
+    epilogue = [write(SUBTRACT_UPDATE, update=value(OUTPUT))]
+    epilogue += [write(ASSIGN_SLOT, slot=_slot(s), value=value(s)) for s in plan.assigns]
+    primitives = [LOADS[x] for x in plan.inputs] + ([ADD_IN_PLACE] if plan.inplace else [])
+    needs_dtype = (any("dtype" in p.params for p in primitives)
+                   or any(value(x) != names[x] for x in (OUTPUT, *plan.assigns)))
+    return _prologue(plan, names, needs_dtype) + code + epilogue, helpers
+
+
+def _checked(program, class_name: str, learning_rate) -> tuple[Program, float]:
+    """``export_module``'s arguments checked: the program parsed, the rate a float."""
+    if isinstance(program, str):
+        program = Program.parse(program)
+    elif not isinstance(program, Program):
+        raise TypeError(
+            f"Argument `program` must be a Program or its text. Received: {type(program).__name__}"
+        )
+    if not _IDENTIFIER.match(class_name) or class_name in _reserved(""):
+        raise ValueError(
+            "Argument `class_name` must be a Python identifier other than a keyword, builtin "
+            f"or the module's own names. Received: class_name={class_name!r}"
+        )
+    learning_rate = float(learning_rate)
+    if not learning_rate > 0 or learning_rate == float("inf"):
+        raise ValueError(
+            "Argument `learning_rate` must be a finite float > 0. "
+            f"Received: learning_rate={learning_rate!r}"
+        )
+    return program, learning_rate
+
+
+def _module_head(class_name: str, helpers: list[Source], reads_lr: bool) -> list[str]:
+    """The module docstring, the imports and the helper functions."""
+    out = [
+        f'"""{class_name}: an optimizer found by lionforge\'s program search, as plain code.',
+        "",
+        "Standalone: needs only ``keras`` and ``tensorflow``; the rule is stated in the class",
+        "docstring. Importing this module registers the class with Keras, so ``.keras`` files",
+        f"that use {class_name} load.",
+        '"""',
+        "",
+        *([] if reads_lr else ["import warnings", ""]),
+        "import keras",
+        "import tensorflow as tf",
+        "",
     ]
-    if needs_dtype:
-        body.append("dtype = variable.dtype")
-    return body + prologue + code + epilogue, helpers
+    for helper in sorted(helpers, key=lambda h: h.name):
+        out += ["", *helper.text.rstrip("\n").splitlines(), ""]
+    return out
 
 
 def export_module(
@@ -231,44 +272,12 @@ def export_module(
 
     The output is a pure function of the arguments (no dates, no versions).
     """
-    if isinstance(program, str):
-        program = Program.parse(program)
-    elif not isinstance(program, Program):
-        raise TypeError(
-            f"Argument `program` must be a Program or its text. Received: {type(program).__name__}"
-        )
-    if not _IDENTIFIER.match(class_name) or class_name in _reserved(""):
-        raise ValueError(
-            "Argument `class_name` must be a Python identifier other than a keyword, builtin "
-            f"or the module's own names. Received: class_name={class_name!r}"
-        )
-    learning_rate = float(learning_rate)
-    if not learning_rate > 0 or learning_rate == float("inf"):
-        raise ValueError(
-            "Argument `learning_rate` must be a finite float > 0. "
-            f"Received: learning_rate={learning_rate!r}"
-        )
+    program, learning_rate = _checked(program, class_name, learning_rate)
     name = _snake(class_name) if name is None else str(name)
-    runnable = program.dead_code_eliminated()
-    names = _renames(runnable, _reserved(class_name))
-    body, helpers = _update_step(runnable, names)
-
-    out = [
-        f'"""{class_name}: an optimizer found by lionforge\'s program search, as plain code.',
-        "",
-        "Standalone: needs only ``keras`` and ``tensorflow``; the rule is stated in the class",
-        "docstring. Importing this module registers the class with Keras, so ``.keras`` files",
-        f"that use {class_name} load.",
-        '"""',
-        "",
-        "import keras",
-        "import tensorflow as tf",
-        "",
-    ]
-    for helper in sorted(helpers, key=_helper_name):
-        out += ["", *helper.rstrip("\n").splitlines(), ""]
-    if not runnable.reads_lr:
-        out[out.index("import keras")] = "import warnings\n\nimport keras"
+    plan = StepPlan.of(program)
+    runnable = plan.program
+    body, helpers = _update_step(plan, _renames(runnable, _reserved(class_name)))
+    out = _module_head(class_name, helpers, runnable.reads_lr)
     out += [
         "",
         f"@keras.saving.register_keras_serializable(package={_str(package)})",
@@ -280,16 +289,14 @@ def export_module(
         *([] if runnable.reads_lr else _warn_lines(IGNORES_LR)),
         "",
     ]
-    if runnable.live_slots:
+    if plan.slots:
         out += [
             "    def build(self, var_list):",
             "        if self.built:",
             "            return",
             "        super().build(var_list)",
-            *(
-                f"        self._{s}_slots = self.add_optimizer_variables(var_list, {_str(s)})"
-                for s in runnable.live_slots
-            ),
+            *(f"        self._{s}_slots = self.add_optimizer_variables(var_list, {_str(s)})"
+              for s in plan.slots),
             "",
         ]
     out += [

@@ -5,16 +5,30 @@ The program runs inside Keras' compiled train step (``update_step`` is traced on
 rate schedules, clipping, EMA, loss scaling, gradient accumulation. Its config holds the
 program *text*, which is parsed by our own parser on load, so a ``.keras`` file loads in
 Keras' default safe mode once ``pipeline`` is imported, and hostile text fails to parse.
+The step itself (sparse gradients, dtype casts, ``t``, in-place slot updates) is the plan of
+:mod:`pipeline.step_plan`, which :mod:`pipeline.export` writes as code.
 """
 
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
 from pipeline.execute import run_step_constants, tensorflow_backend, tf_step
 from pipeline.program import Program
 from pipeline.statement import ProgramError
+from pipeline.step_plan import (
+    ADD_IN_PLACE,
+    ASSIGN_SLOT,
+    DENSE,
+    DTYPE,
+    INDEX,
+    LOADS,
+    READ_SLOT,
+    SPARSE,
+    SUBTRACT_UPDATE,
+    StepPlan,
+    run,
+)
 
 __all__ = ["ProgramOptimizer"]
 
@@ -46,9 +60,8 @@ class ProgramOptimizer(keras.optimizers.Optimizer):
             )
         super().__init__(learning_rate=learning_rate, name=name or "program_optimizer", **kwargs)
         self.program = program
-        # What runs: the same optimizer without dead code. Its slots are the state we keep.
-        self._runnable = program.dead_code_eliminated()
-        self._slot_names = self._runnable.slots
+        # What runs: the program without dead code, walked as pipeline.export writes it.
+        self._plan = StepPlan.of(program, keep_unread_slots=True)
         # Statements that depend only on lr, t and literals run once per apply (per dtype),
         # not once per variable; the cache lives only during one _backend_update_step.
         self._step_constants: dict | None = None
@@ -57,39 +70,38 @@ class ProgramOptimizer(keras.optimizers.Optimizer):
         if self.built:
             return
         super().build(var_list)
-        self._slots = {s: self.add_optimizer_variables(var_list, s) for s in self._slot_names}
+        self._slots = {s: self.add_optimizer_variables(var_list, s) for s in self._plan.slots}
 
     def update_step(self, gradient, variable, learning_rate):
-        if isinstance(gradient, tf.IndexedSlices):
-            # Sparse gradients (Embedding): a program is a dense rule, as Keras' Adam is.
-            gradient = tf.convert_to_tensor(gradient)
-        dtype = variable.dtype
-        lr = tf.cast(learning_rate, dtype)
-        g = tf.cast(gradient, dtype)
-        t = tf.cast(self.iterations + 1, dtype)
-        index = self._get_variable_index(variable)
-        slot_vars = {s: self._slots[s][index] for s in self._slot_names}
-        state = {s: tf.convert_to_tensor(v) for s, v in slot_vars.items()}
-        w = tf.convert_to_tensor(variable)
+        plan = self._plan
+        scope = {"optimizer": self, "gradient": gradient, "variable": variable,
+                 "learning_rate": learning_rate}
+        if plan.dense_gradient and run(SPARSE, scope):
+            scope["gradient"] = run(DENSE, scope)
+        dtype = scope["dtype"] = run(DTYPE, scope)
+        # w is also the shape the executor broadcasts to, so it is loaded in any case.
+        x = {name: run(LOADS[name], scope) for name in ("w", *plan.inputs)}
+        index = run(INDEX, scope)
+        slot_vars = {s: self._slots[s][index] for s in plan.slots}
+        state = {s: run(READ_SLOT, scope, slot=slot_vars[s]) for s in plan.reads}
+        lr, t = x.get("lr"), x.get("t")
         cache = self._step_constants
         if cache is not None and dtype in cache:
             known = cache[dtype]
         else:
-            known = run_step_constants(self._runnable, tensorflow_backend(), lr, t, lr)
+            known = run_step_constants(plan.program, tensorflow_backend(), lr, t, lr)
             if cache is not None:
                 cache[dtype] = known
-        def assign_add(slot: str, delta):  # returns the new value, read after the add
-            return slot_vars[slot].value.assign_add(tf.cast(delta, dtype))
 
-        # The slots are ours: zero at build, written only by the program; an EMA-like slot
-        # is updated in place (assign_add), as Keras' own optimizers do.
-        update, new_state = tf_step(
-            self._runnable, w, g, state, lr, t, known=known, reachable_state=True,
-            inplace=assign_add,
-        )
-        self.assign_sub(variable, update)
-        for s, value in new_state.items():
-            self.assign(slot_vars[s], value)
+        def add_in_place(slot: str, delta):
+            return run(ADD_IN_PLACE, scope, slot=slot_vars[slot], delta=delta)
+
+        # The slots are ours: zero at build, written only by the program (reachable state).
+        update, new_state = tf_step(plan.program, x["w"], x.get("g"), state, lr, t, known=known,
+                                    reachable_state=True, inplace=add_in_place)
+        run(SUBTRACT_UPDATE, scope, update=update)
+        for s in plan.assigns:
+            run(ASSIGN_SLOT, scope, slot=slot_vars[s], value=new_state[s])
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         # One call per apply, covering every variable: scope the step-constant cache to it.

@@ -291,7 +291,7 @@ def test_reductions_take_their_per_variable_form_from_the_op_table():
     assert axis_ops == {op.name for op in OPS.values() if op.per_variable is not None}
     assert OPS["global_norm"].per_variable is PerVariable.RMS
     with pytest.raises(ValueError, match="per_variable"):  # an axis op must say how
-        Op("sum", 1, Shape.REDUCE, np.sum, tf.reduce_sum, (False,), axis_arg=True)
+        Op("sum", 1, Shape.REDUCE, np.sum, (False,), axis_arg=True, src="tf.reduce_sum({0})")
     with pytest.raises(ValueError, match="per_variable"):  # and only an axis op may
-        Op("twice", 1, Shape.ELEMENTWISE, np.add, tf.add, (False,),
+        Op("twice", 1, Shape.ELEMENTWISE, np.add, (False,), src="{0} + {0}",
            per_variable=PerVariable.NORM)

@@ -1,5 +1,6 @@
 """Export: a program as a standalone Keras optimizer module that trains exactly like
-ProgramOptimizer, for every seed and every op (which keeps ``Op.src`` equal to ``tf_fn``)."""
+ProgramOptimizer, for every seed and every op; each op's exported text computes what its TF
+callable (built from the same ``Op.src``) computes."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import tensorflow as tf
 
 from ops import OPS
 from pipeline import Program, ProgramOptimizer, seeds
+from pipeline.execute import inplace_plan
 from pipeline.export import export_module, write_module
 from pipeline.ranges import fast_statements
 
@@ -135,6 +137,48 @@ def test_every_op_exports_to_code_that_steps_like_program_optimizer(text, tmp_pa
     _assert_exported_equals_program_optimizer(text, tmp_path, class_name)
 
 
+def _forms():
+    """(id, Source, const_ok) for every TF form of every op: the op, its fast path, its
+    in-place deltas."""
+    out = []
+    for name, op in sorted(OPS.items()):
+        out.append(pytest.param(op.tf_fn, op.const_ok, None, id=name))
+        if op.fast is not None:
+            out.append(pytest.param(op.fast.tf_fn, op.const_ok, op.fast, id=f"{name}-fast"))
+        out += [pytest.param(form.tf_delta, op.const_ok, None, id=f"{name}-inplace{k}")
+                for k, form in enumerate(op.inplace)]
+    return out
+
+
+@pytest.mark.parametrize("source, const_ok, fast", _forms())
+def test_every_ops_exported_source_computes_what_its_callable_computes(source, const_ok, fast,
+                                                                        tmp_path):
+    """The text export writes (rendered as export renders it, helpers included), imported
+    from a file, gives bit for bit what the op's TF callable gives: tensors and literals."""
+    rng = np.random.default_rng(0)
+    tensors = [np.concatenate([EDGE, rng.normal(size=20).astype("float32") * 10.0 ** k])
+               for k in range(len(source.params))]
+    if fast is not None:  # a fast path holds where its argument is >= its bound
+        tensors[fast.arg] = np.abs(tensors[fast.arg]) + np.float32(fast.at_least + 1.0)
+    variants = [[tf.constant(t) for t in tensors]]
+    variants += [[LITERAL if j == i else tf.constant(t) for j, t in enumerate(tensors)]
+                 for i, ok in enumerate(const_ok) if ok and not fast]
+    lines = ["import tensorflow as tf", "", *(h.text for h in source.helpers), ""]
+    for v, args in enumerate(variants):
+        params = [f"x{i}" for i, a in enumerate(args) if not isinstance(a, float)]
+        texts = [repr(a) if isinstance(a, float) else f"x{i}" for i, a in enumerate(args)]
+        lines += [f"def f{v}({', '.join(params)}):", f"    return {source.render(*texts)}", ""]
+    path = tmp_path / "forms.py"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("exported_forms", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for v, args in enumerate(variants):
+        want = np.asarray(source(*args))
+        got = np.asarray(getattr(module, f"f{v}")(*(a for a in args if not isinstance(a, float))))
+        np.testing.assert_array_equal(got, want)
+
+
 def test_every_op_has_a_source_template_using_its_arguments():
     for name, op in OPS.items():
         assert op.src, name
@@ -144,6 +188,32 @@ def test_every_op_has_a_source_template_using_its_arguments():
             assert helper.startswith("def _") and helper.split("(")[0][4:] in op.src, name
         if op.fast is not None:
             assert op.fast.src, name
+
+
+def test_sparse_gradients_are_made_dense_in_the_exported_module_too(tmp_path):
+    def train(optimizer):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((5,), dtype="int32"), keras.layers.Embedding(50, 8),
+                                  keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(1)])
+        model.compile(optimizer=optimizer, loss="mse")
+        x = np.random.default_rng(0).integers(0, 50, size=(64, 5)).astype("int32")
+        model.fit(x, (x[:, :1] % 7).astype("float32"), batch_size=16, shuffle=False, verbose=0)
+        return [v.numpy() for v in model.weights]
+
+    cls = _load(seeds.adamw(), tmp_path, "SparseAdamW")
+    for a, b in zip(train(cls(learning_rate=1e-2)),
+                    train(ProgramOptimizer(seeds.adamw(), learning_rate=1e-2)), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_every_in_place_form_exports_to_code_that_steps_like_program_optimizer(tmp_path):
+    for name, op in sorted(OPS.items()):
+        for form in op.inplace:
+            args = ["g", "w", "0.5"][: op.arity]
+            args[form.arg] = "m"
+            text = f"m = {name}({', '.join(args)})\nupdate = m * lr\n"
+            assert inplace_plan(Program.parse(text)), text  # the in-place path is taken
+            _assert_exported_equals_program_optimizer(text, tmp_path, f"InPlace_{name}_{form.arg}")
 
 
 # ---- what the generated module looks like ------------------------------------------------

@@ -1,4 +1,5 @@
-"""ProgramOptimizer: a program as a Keras optimizer, equal to Keras' own AdamW and Lion."""
+"""ProgramOptimizer: a program as a Keras optimizer, equal to Keras' own AdamW and Lion; the
+step plan it shares with pipeline.export."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from pipeline import Program, ProgramError, ProgramOptimizer, numpy_step, seeds, tf_step
+from pipeline.step_plan import StepPlan
 
 STEPS = 100
 
@@ -208,3 +210,31 @@ def test_program_optimizer_steps_like_the_numpy_reference(name):
         update, state = numpy_step(program, w, g, state, 0.01, t)
         w = w - update
     np.testing.assert_allclose(var.numpy(), w, rtol=1e-5, atol=1e-6)
+
+
+# ---- the step plan, shared with pipeline.export -----------------------------------------
+
+def test_the_step_plan_names_inputs_slots_and_in_place_updates():
+    lion = StepPlan.of(seeds.lion())
+    assert (lion.inputs, lion.slots, lion.reads, lion.assigns) == (("g", "lr"), ("m",), ("m",), ())
+    assert [slot for slot, _ in lion.inplace.values()] == ["m"] and lion.dense_gradient
+    momentum = StepPlan.of(seeds.sgd_momentum())  # m is written twice: assigned at the end
+    assert (momentum.inplace, momentum.assigns) == ({}, ("m",))
+    adamw = StepPlan.of(seeds.adamw())
+    assert adamw.inputs == ("w", "g", "lr", "t")  # t = iterations + 1, bias correction
+    assert not StepPlan.of(Program.parse("s = sign(w)\nupdate = s * lr")).dense_gradient
+
+
+def test_a_slot_written_before_it_is_read_gets_a_variable_only_in_program_optimizer():
+    program = Program.parse("m = g * 2.0\nupdate = m * lr\nv = v + 1.0\nupdate = update + v")
+    plan = StepPlan.of(program)  # export: m carries nothing to the next step
+    assert (plan.slots, plan.reads, plan.assigns) == (("v",), ("v",), ())
+    kept = StepPlan.of(program, keep_unread_slots=True)  # ProgramOptimizer, as saved files have
+    assert (kept.slots, kept.reads, kept.assigns) == (("m", "v"), ("v",), ("m",))
+    var = keras.Variable(np.ones((2, 2), np.float32))
+    opt = ProgramOptimizer(program, learning_rate=0.5)
+    opt.build([var])
+    opt.apply([tf.constant(np.full((2, 2), 3.0, np.float32))], [var])
+    # update = 6 * 0.5 + (0 + 1): the in-place v reads 1 after its add
+    np.testing.assert_array_equal(var.numpy(), np.full((2, 2), -3.0, np.float32))
+    np.testing.assert_array_equal(opt._slots["m"][0].numpy(), np.full((2, 2), 6.0, np.float32))

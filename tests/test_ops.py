@@ -1,4 +1,6 @@
-"""The op table: NumPy and TensorFlow agree on every op, on random and edge inputs."""
+"""The op table: NumPy and TensorFlow agree on every op, on random and edge inputs; each
+op's TF callable is built from its source text (``ops.source``), which refuses anything
+outside its fixed name table."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import pytest
 import tensorflow as tf
 
 from ops import OPS, Shape
+from ops.source import Source
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -130,3 +133,47 @@ def test_the_op_table_imports_tensorflow_only_when_an_ops_tf_form_is_used():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+# ---- one definition: the TF callable is built from the op's source ---------------------------
+
+def test_every_tf_callable_is_built_from_the_ops_source_text():
+    for name, op in OPS.items():
+        assert op.tf_fn.text == op.src, name
+        if op.fast is not None:
+            assert op.fast.tf_fn.text == op.fast.src, name
+        for form in op.inplace:
+            assert form.tf_delta.text == form.src, name
+
+
+@pytest.mark.parametrize(
+    "text, arity",
+    [
+        ("os.system({0})", 1),  # a name outside the table
+        ("__import__('os')", 0),
+        ("{0}.__class__", 1),  # an attribute of a value outside the allow-list
+        ("[{0} for _ in {0}]", 1),
+        ("tf.abs({0}, name='x')", 1),  # keywords are not part of the language
+        ("{0} ** 2", 1),
+        ("{2}", 1),  # an argument the op does not have
+    ],
+)
+def test_source_outside_the_fixed_name_table_is_refused_when_parsed(text, arity):
+    with pytest.raises(ValueError):
+        Source(text, arity)
+
+
+def test_source_renders_tf_arithmetic_as_operators_and_runs_it_as_tf():
+    add = Source("tf.add({0}, tf.negative({1}))", 2)
+    assert add.render("a", "b") == "a + -b"
+    out = add(1.0, 2.0)  # two Python floats: TensorFlow's float32 tensor, as tf.add gives
+    assert isinstance(out, tf.Tensor) and out.dtype == tf.float32 and float(out) == -1.0
+
+
+def test_helpers_see_the_callers_axis():
+    helper = "def _total(x):\n    return tf.reduce_sum(x)\n"
+    source = Source("_total({0}) + 1.0", 1, helpers=(helper,))
+    x = tf.ones((2, 3))
+    assert float(source(x)) == 7.0
+    np.testing.assert_array_equal(source(x, axis=(1,)).numpy(), [[4.0], [4.0]])
+    assert [h.text for h in source.helpers] == [helper]
