@@ -14,7 +14,8 @@ import time
 from dataclasses import replace
 
 from pipeline import seeds
-from pipeline.evolve import EvolutionConfig, Search, evaluate_each
+from pipeline.evolve import Search, evaluate_each
+from pipeline.search_config import EvolutionConfig
 from pipeline.numpy_tasks import Quadratic
 
 

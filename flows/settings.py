@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pipeline.evaluate import Hurdles
-from pipeline.evolve import EvolutionConfig
+from pipeline.search_config import EvolutionConfig
 from pipeline.funnel import Stage
 from pipeline.proxy import Proxy
 

@@ -34,7 +34,9 @@ from pipeline.benchmark import (
     run_benchmark,
 )
 from pipeline.evaluate import Hurdles, evaluate
-from pipeline.evolve import Budget, Scored, Search
+from pipeline.evolve import Search
+from pipeline.screen import Verdict
+from pipeline.search_config import Budget
 from pipeline.fitness import WORST, mean_or_worst
 from pipeline.fitness import from_json as fitness_from_json
 from pipeline.fitness import to_json as fitness_to_json
@@ -68,7 +70,7 @@ __all__ = [
 ]
 
 # programs -> fitnesses (higher is better) or evaluator verdicts, in order
-EvaluateBatch = Callable[[Sequence[Program]], "list[float | Scored]"]
+EvaluateBatch = Callable[[Sequence[Program]], "list[float | Verdict]"]
 
 SEARCH_FILE = "search.json"
 CALIBRATION_FILE = "calibration.json"
@@ -133,7 +135,7 @@ def evaluate_texts(
     hurdles: Hurdles,
     cache_dir: str | None = None,
     timeout_s: float | None = None,
-) -> list[Scored]:
+) -> list[Verdict]:
     """Proxy fitnesses of programs given as text (parsed by our parser), persisted as JSON.
 
     Each result carries the learning-rate multiplier that won on each proxy task. With
@@ -148,17 +150,17 @@ def evaluate_texts(
         path = Path(cache_dir) / f"{batch_key(texts, proxy, hurdles)}.json"
         if path.exists():
             return _batch_from_json(json.loads(path.read_text()))
-    results: list[Scored]
+    results: list[Verdict]
     if timeout_s is not None:
         from flows.isolated import EvaluationTimeout, evaluate_with_deadline
 
         try:
             results = list(evaluate_with_deadline(texts, proxy, hurdles, timeout_s))
         except EvaluationTimeout:
-            results = [Scored(rejection=TIMEOUT) for _ in texts]
+            results = [Verdict(rejection=TIMEOUT) for _ in texts]
     else:
         programs = [Program.parse(t) for t in texts]
-        results = [Scored(s.fitness, "", s.lr_multipliers)
+        results = [Verdict(s.fitness, "", s.lr_multipliers)
                    for s in proxy_score(programs, proxy, task_evaluator(hurdles))]
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -171,14 +173,14 @@ def evaluate_texts(
 TIMEOUT = "timeout"  # the rejection of a candidate whose batch ran past its time limit
 
 
-def _batch_to_json(results: Sequence[Scored]) -> dict:
+def _batch_to_json(results: Sequence[Verdict]) -> dict:
     return {"fitness": [fitness_to_json(r.fitness) for r in results],
             "rejection": [r.rejection for r in results],
             "lr_multipliers": [list(r.lr_multipliers) for r in results]}
 
 
-def _batch_from_json(d: dict) -> list[Scored]:
-    return [Scored(fitness_from_json(f), why, tuple(mults)) for f, why, mults
+def _batch_from_json(d: dict) -> list[Verdict]:
+    return [Verdict(fitness_from_json(f), why, tuple(mults)) for f, why, mults
             in zip(d["fitness"], d["rejection"], d["lr_multipliers"], strict=True)]
 
 

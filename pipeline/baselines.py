@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
-from pipeline.evolve import EvolutionConfig, Search, Strategy
+from pipeline.evolve import Search
+from pipeline.search_config import EvolutionConfig, Strategy
 from pipeline.program import Program
 
 __all__ = [

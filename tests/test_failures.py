@@ -21,7 +21,8 @@ from mlflow import MlflowClient
 from flows import stages
 from flows.settings import EvolveSettings, Experiment
 from pipeline import seeds
-from pipeline.evolve import EvolutionConfig, evaluate_each
+from pipeline.evolve import evaluate_each
+from pipeline.search_config import EvolutionConfig
 from pipeline.numpy_tasks import Quadratic
 from pipeline.proxy import Proxy
 from pipeline.tracking import CANDIDATES_TABLE, Tracker, TrackingUnavailable, check_reachable
