@@ -15,8 +15,8 @@ from dataclasses import replace
 
 from pipeline import seeds
 from pipeline.evolve import Search, evaluate_each
-from pipeline.search_config import EvolutionConfig
 from pipeline.numpy_tasks import Quadratic
+from pipeline.search_config import EvolutionConfig
 
 
 def run(config: EvolutionConfig, candidates: int, rng_seed: int) -> tuple[Search, float]:

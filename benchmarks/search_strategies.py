@@ -31,10 +31,10 @@ from pipeline import seeds
 from pipeline.baselines import hyperparameter_config, random_search_config
 from pipeline.evaluate import Hurdles, evaluate
 from pipeline.evolve import Search
-from pipeline.screen import Verdict
-from pipeline.search_config import Budget, EvolutionConfig
 from pipeline.funnel import Stage, run_funnel, top_k_of_records
 from pipeline.proxy import Proxy, calibrate, score, tune
+from pipeline.screen import Verdict
+from pipeline.search_config import Budget, EvolutionConfig
 
 
 def main() -> None:

@@ -35,8 +35,6 @@ from pipeline.benchmark import (
 )
 from pipeline.evaluate import Hurdles, evaluate
 from pipeline.evolve import Search
-from pipeline.screen import Verdict
-from pipeline.search_config import Budget
 from pipeline.fitness import WORST, mean_or_worst
 from pipeline.fitness import from_json as fitness_from_json
 from pipeline.fitness import to_json as fitness_to_json
@@ -45,6 +43,8 @@ from pipeline.program import Program
 from pipeline.proxy import Proxy, calibrate
 from pipeline.proxy import score as proxy_score
 from pipeline.report import REGISTERED_MODEL_DESCRIPTION
+from pipeline.screen import Verdict
+from pipeline.search_config import Budget
 from pipeline.simplify import SimplifyResult, simplify
 from pipeline.tasks import make_task
 from pipeline.tracking import Tracker
@@ -327,13 +327,13 @@ def evolve_stage(
     total = budget if budget is not None else cfg.budget
     restarts = search.stats.restarts
     if tracker is not None:
-        tracker.resume_candidates(search.records)
+        tracker.resume_candidates(search.records, search.stats)
 
     def on_batch(records) -> None:
         nonlocal restarts
         stats = search.stats
         if tracker is not None:
-            tracker.log_candidates(records)
+            tracker.log_candidates(records, stats)
             if stats.restarts > restarts:
                 tracker.mark_restart(stats.candidates)
         restarts = stats.restarts

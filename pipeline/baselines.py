@@ -16,8 +16,8 @@ import os
 from dataclasses import replace
 
 from pipeline.evolve import Search
-from pipeline.search_config import EvolutionConfig, Strategy
 from pipeline.program import Program
+from pipeline.search_config import EvolutionConfig, Strategy
 
 __all__ = [
     "hyperparameter_config",

@@ -15,11 +15,11 @@ import pytest
 from mlflow import MlflowClient
 
 from pipeline.evolve import Search, evaluate_each
+from pipeline.numpy_tasks import Quadratic
+from pipeline.run_writer import CANDIDATES_TABLE
 from pipeline.screen import Verdict
 from pipeline.search_config import EvolutionConfig
 from pipeline.store import records_path
-from pipeline.numpy_tasks import Quadratic
-from pipeline.tracking import CANDIDATES_TABLE
 
 CONFIG = EvolutionConfig(population_size=16, tournament_size=4, batch_size=8,
                          restart_patience=40, fec_cache_size=20)
