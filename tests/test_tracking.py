@@ -315,3 +315,28 @@ def test_a_record_says_why_its_fitness_is_worst_and_whether_it_cost_an_evaluatio
     repeat = replace(timed_out, cache_hit="structural", rejection="")
     assert not repeat.evaluated and repeat.reason == "diverged"
     assert replace(repeat, fitness=0.5).reason == ""
+
+
+def test_the_metrics_are_the_search_s_own_statistics(store):
+    """The search counts once (its SearchStats); the tracker's metrics read those counts."""
+    from pipeline.evolve import Search, evaluate_each
+    from pipeline.numpy_tasks import Quadratic
+    from pipeline.search_config import EvolutionConfig
+
+    search = Search(EvolutionConfig(population_size=16, tournament_size=4, batch_size=8),
+                    rng_seed=0)
+    tracker = Tracker("cfg", metrics_every=1)
+    with tracker.stage("evolve") as run_id:
+        search.run(evaluate_each(Quadratic(steps=20)), 81,
+                   on_batch=lambda batch: tracker.log_candidates(batch, search.stats))
+    client = MlflowClient(store)
+    last = {k: client.get_metric_history(run_id, k)[-1] for k in (
+        "evaluations", "structural_hit_rate", "fec_hit_rate", "rejection_rate", "best_fitness")}
+    assert {m.step for m in last.values()} == {search.stats.candidates} == {81}
+    s = search.stats
+    assert last["evaluations"].value == s.evaluations
+    assert last["structural_hit_rate"].value == pytest.approx(s.structural_hit_rate)
+    assert last["fec_hit_rate"].value == pytest.approx(s.fec_hit_rate)
+    assert last["rejection_rate"].value == pytest.approx(s.rejected / 81)
+    assert last["best_fitness"].value == pytest.approx(search.best.fitness)
+    assert s.structural_hits + s.fec_hits > 0 and s.evaluations > 0
