@@ -17,7 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.evolve import EvolutionConfig, Search
+from pipeline.evolve import Search
+from pipeline.search_config import EvolutionConfig
 
 
 def cheap(programs):

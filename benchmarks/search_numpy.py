@@ -14,8 +14,9 @@ import time
 from dataclasses import replace
 
 from pipeline import seeds
-from pipeline.evolve import EvolutionConfig, Search, evaluate_each
+from pipeline.evolve import Search, evaluate_each
 from pipeline.numpy_tasks import Quadratic
+from pipeline.search_config import EvolutionConfig
 
 
 def run(config: EvolutionConfig, candidates: int, rng_seed: int) -> tuple[Search, float]:
@@ -34,9 +35,9 @@ def report(name: str, search: Search, wall: float) -> None:
     print(f"  structural hit rate   {s.structural_hit_rate:.1%}")
     print(f"  FEC hit rate          {s.fec_hit_rate:.1%}")
     print(f"  total hit rate        {s.hit_rate:.1%}  (evaluations saved: {s.evaluations_saved})")
-    print(f"  mutation draws        {draws}  (redrawn: {dict(s.redraws)})")
+    print(f"  mutation draws        {draws}  (redrawn: {dict(sorted(s.redraws.items()))})")
     print(f"  draws not evaluated   {1 - s.evaluations / draws:.1%}  (redrawn, rejected or hit)")
-    print(f"  rejected candidates   {s.rejected}  {dict(s.rejections)}")
+    print(f"  rejected candidates   {s.rejected}  {dict(sorted(s.rejections.items()))}")
     print(f"  candidates/s          {s.candidates / wall:.0f}  (wall {wall:.1f} s)")
     print(f"  best fitness          {search.best.fitness:.3f}  "
           f"(seed {search.seed_individual.fitness:.3f})")

@@ -30,9 +30,11 @@ from dataclasses import replace
 from pipeline import seeds
 from pipeline.baselines import hyperparameter_config, random_search_config
 from pipeline.evaluator import Hurdles, evaluate
-from pipeline.evolve import Budget, EvolutionConfig, Scored, Search
+from pipeline.evolve import Search
 from pipeline.funnel import Stage, run_funnel, top_k_of_records
 from pipeline.proxy import Proxy, calibrate, score, tune
+from pipeline.screen import Verdict
+from pipeline.search_config import Budget, EvolutionConfig
 
 
 def main() -> None:
@@ -59,7 +61,7 @@ def main() -> None:
     proxy = calibrate(Proxy(tasks=tuple(args.proxy.split(","))), warm, task_evaluate)
 
     def search_evaluate(programs):
-        return [Scored(s.fitness, "", s.lr_multipliers)
+        return [Verdict(s.fitness, "", s.lr_multipliers)
                 for s in score(programs, proxy, task_evaluate)]
 
     base = EvolutionConfig(population_size=300, batch_size=128)

@@ -25,6 +25,7 @@ from pipeline.program import Program
 from pipeline.records import CandidateRecord
 from pipeline.seeds import SEEDS
 from pipeline.statement import ProgramError, Statement
+from pipeline.stats import SearchStats
 
 
 def perturbed(seed: Program, rng: np.random.Generator) -> Program:
@@ -55,6 +56,7 @@ def candidates(n: int, rng: np.random.Generator) -> list[tuple[Program, Program]
 def search(cands, task, batch: int, tracker=None) -> tuple[float, float, float]:
     """Score every candidate; returns (wall s, process CPU s, wall s inside tracker calls)."""
     seen: dict[str, float] = {}
+    stats = SearchStats()  # the search's counts, which the tracker reads
     in_tracker = 0.0
     start, cpu_start = time.perf_counter(), time.process_time()
     stage = tracker.stage("evolve") if tracker is not None else None
@@ -76,9 +78,10 @@ def search(cands, task, batch: int, tracker=None) -> tuple[float, float, float]:
                 cache_hit="structural" if hit else "",
                 rejection="" if math.isfinite(fitness) else "diverged",
             ))
+        stats.count(records)
         if tracker is not None:
             t = time.perf_counter()
-            tracker.log_candidates(records)
+            tracker.log_candidates(records, stats)
             in_tracker += time.perf_counter() - t
     if stage is not None:
         t = time.perf_counter()

@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     from flows import config
     from flows.show import MissingProgram
     from pipeline.statement import ProgramError
-    from pipeline.tracking import TrackingUnavailable, check_reachable, default_tracking_uri
+    from pipeline.tracking_server import TrackingUnavailable, check_reachable, default_tracking_uri
 
     try:
         conf = _configured(args, config)  # fail fast: gin parsed once, before Prefect starts

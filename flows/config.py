@@ -21,10 +21,10 @@ from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 import gin
 from flows import settings
 from pipeline.evaluator import Hurdles
-from pipeline.evolve import EvolutionConfig, RestartFrom, Strategy
 from pipeline.funnel import Stage
 from pipeline.mutate import MutationConfig
 from pipeline.proxy import Proxy
+from pipeline.search_config import EvolutionConfig, RestartFrom, Strategy
 
 __all__ = [
     "ConfigError",

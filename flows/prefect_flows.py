@@ -31,7 +31,8 @@ from pipeline.evolve import Search
 from pipeline.funnel import FunnelResult
 from pipeline.program import Program
 from pipeline.proxy import Proxy
-from pipeline.tracking import Tracker, git_commit, run_url
+from pipeline.tracking import Tracker
+from pipeline.tracking_server import git_commit, run_url
 
 __all__ = [
     "benchmark_flow",

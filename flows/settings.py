@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pipeline.evaluator import Hurdles
-from pipeline.evolve import EvolutionConfig
 from pipeline.funnel import Stage
 from pipeline.proxy import Proxy
+from pipeline.search_config import EvolutionConfig
 
 __all__ = [
     "BenchmarkSettings",

@@ -74,7 +74,7 @@ def _from_mlflow(ref: str) -> Source:
     from mlflow.store.artifact.utils.models import get_model_name_and_version
 
     from pipeline.registry import load_program
-    from pipeline.tracking import default_tracking_uri
+    from pipeline.tracking_server import default_tracking_uri
 
     uri = default_tracking_uri()
     _require_store(uri, ref)
@@ -105,7 +105,7 @@ def _require_store(uri: str, ref: str) -> None:
     """Raise unless the store at ``uri`` is there: an ``http(s)`` server that answers, an
     sqlite file holding MLflow's tables, a local store's folder. Creates nothing (MLflow
     would create a missing sqlite file or folder, tables included, just by being asked)."""
-    from pipeline.tracking import check_reachable
+    from pipeline.tracking_server import check_reachable
 
     if uri.startswith(("http://", "https://")):
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")  # as the Tracker does

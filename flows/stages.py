@@ -35,7 +35,7 @@ from pipeline.benchmark import (
     run_benchmark,
 )
 from pipeline.evaluator import Evaluator, Hurdles, evaluate
-from pipeline.evolve import Budget, Scored, Search
+from pipeline.evolve import Search
 from pipeline.fitness import WORST, mean_or_worst
 from pipeline.fitness import from_json as fitness_from_json
 from pipeline.fitness import to_json as fitness_to_json
@@ -44,6 +44,8 @@ from pipeline.program import Program
 from pipeline.proxy import Proxy, calibrate
 from pipeline.proxy import score as proxy_score
 from pipeline.report import REGISTERED_MODEL_DESCRIPTION
+from pipeline.screen import Verdict
+from pipeline.search_config import Budget
 from pipeline.simplify import SimplifyResult, simplify
 from pipeline.tasks import make_task
 from pipeline.tracking import Tracker
@@ -64,7 +66,7 @@ __all__ = [
 ]
 
 # programs -> fitnesses (higher is better) or evaluator verdicts, in order
-EvaluateBatch = Callable[[Sequence[Program]], "list[float | Scored]"]
+EvaluateBatch = Callable[[Sequence[Program]], "list[float | Verdict]"]
 
 BENCHMARK_CONTENDERS = 3  # benchmark_stage's: the program, Keras' AdamW and Keras' Lion
 
@@ -95,7 +97,7 @@ def evaluate_texts(
     hurdles: Hurdles,
     cache_dir: str | None = None,
     timeout_s: float | None = None,
-) -> list[Scored]:
+) -> list[Verdict]:
     """Proxy fitnesses of programs given as text (parsed by our parser), persisted as JSON.
 
     Each result carries the learning-rate multiplier that won on each proxy task. With
@@ -110,17 +112,17 @@ def evaluate_texts(
         path = Path(cache_dir) / f"{batch_key(texts, proxy, hurdles)}.json"
         if path.exists():
             return _batch_from_json(json.loads(path.read_text()))
-    results: list[Scored]
+    results: list[Verdict]
     if timeout_s is not None:
         from flows.isolated import EvaluationTimeout, evaluate_with_deadline
 
         try:
             results = list(evaluate_with_deadline(texts, proxy, hurdles, timeout_s))
         except EvaluationTimeout:
-            results = [Scored(rejection=TIMEOUT) for _ in texts]
+            results = [Verdict(rejection=TIMEOUT) for _ in texts]
     else:
         programs = [Program.parse(t) for t in texts]
-        results = [Scored(s.fitness, "", s.lr_multipliers)
+        results = [Verdict(s.fitness, "", s.lr_multipliers)
                    for s in proxy_score(programs, proxy, task_evaluator(hurdles))]
     if path is not None:
         write_json(path, _batch_to_json(results), indent=None)
@@ -130,14 +132,14 @@ def evaluate_texts(
 TIMEOUT = "timeout"  # the rejection of a candidate whose batch ran past its time limit
 
 
-def _batch_to_json(results: Sequence[Scored]) -> dict:
+def _batch_to_json(results: Sequence[Verdict]) -> dict:
     return {"fitness": [fitness_to_json(r.fitness) for r in results],
             "rejection": [r.rejection for r in results],
             "lr_multipliers": [list(r.lr_multipliers) for r in results]}
 
 
-def _batch_from_json(d: dict) -> list[Scored]:
-    return [Scored(fitness_from_json(f), why, tuple(mults)) for f, why, mults
+def _batch_from_json(d: dict) -> list[Verdict]:
+    return [Verdict(fitness_from_json(f), why, tuple(mults)) for f, why, mults
             in zip(d["fitness"], d["rejection"], d["lr_multipliers"], strict=True)]
 
 
@@ -220,13 +222,13 @@ def evolve_stage(
     total = budget if budget is not None else cfg.budget
     restarts = search.stats.restarts
     if tracker is not None:
-        tracker.resume_candidates(search.records)
+        tracker.resume_candidates(search.records, search.stats)
 
     def on_batch(records) -> None:
         nonlocal restarts
         stats = search.stats
         if tracker is not None:
-            tracker.log_candidates(records)
+            tracker.log_candidates(records, stats)
             if stats.restarts > restarts:
                 tracker.mark_restart(stats.candidates)
         restarts = stats.restarts

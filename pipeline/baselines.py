@@ -15,8 +15,9 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
-from pipeline.evolve import EvolutionConfig, Search, Strategy
+from pipeline.evolve import Search
 from pipeline.program import Program
+from pipeline.search_config import EvolutionConfig, Strategy
 
 __all__ = [
     "hyperparameter_config",

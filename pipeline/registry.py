@@ -32,7 +32,7 @@ from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 from pipeline.execute import numpy_step
 from pipeline.program import IGNORES_LR, Program
 from pipeline.statement import ProgramError
-from pipeline.tracking import default_tracking_uri
+from pipeline.tracking_server import default_tracking_uri
 
 if TYPE_CHECKING:  # imported where used: reading a model's program needs no TensorFlow
     from pipeline.keras_optimizer import ProgramOptimizer

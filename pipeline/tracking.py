@@ -6,179 +6,63 @@ Example::
     with tracker.run("discover", config_text=gin_text, params=params, seed=0):
         with tracker.stage("evolve"):
             for batch in search:                    # lists of CandidateRecord
-                tracker.log_candidates(batch)
+                tracker.log_candidates(batch, search.stats)
         with tracker.stage("simplify"):
             tracker.log_simplification(winner, simplified)
             tracker.log_lineage(winner.structural_hash())
             tracker.register(simplified)
 
 Everything goes through one ``MlflowClient`` with explicit run ids (no fluent active-run
-state). Candidates are buffered and appended to the run's ``candidates.json`` table in
-batches whose size grows with the table (so total writing stays linear in the number of
-candidates); metrics are buffered and sent with ``log_batch``. The tracker is a stateful
-logger for one flow: use it from one thread (Prefect tasks return records to the flow, and
-the flow logs them).
+state). The pieces: :mod:`pipeline.tracking_server` (URIs, the reachability probe, the git
+commit), :class:`pipeline.run_writer.RunWriter` (one run's buffered, retried writes of the
+candidates table and metrics), :mod:`pipeline.lineage` (the winner's ancestry). The
+tracker opens and closes the runs and turns the search's one
+:class:`~pipeline.stats.SearchStats` into metric steps; it counts nothing itself. It is a
+stateful logger for one flow: use it from one thread (Prefect tasks return records to the
+flow, and the flow logs them).
 
-Failures: an ``http(s)`` tracking URI is probed once at start (:func:`check_reachable`, a
-few seconds at most) and an unreachable server is a :class:`TrackingUnavailable` error, not
-a hang; MLflow's own HTTP retries (minutes by default) are cut to one unless
-``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` is set. Mid-run writes of the candidates table and of
-metrics are retried ``retries`` times with exponential backoff; if they still fail the rows
-stay buffered (nothing is lost) and go out with the next flush. The candidates table is the
-source of truth for what was logged: before a retry and on :meth:`Tracker.resume_candidates`
-the tracker counts the rows already in it, so no candidate is written twice.
+Failures: an ``http(s)`` tracking URI is probed once at start (a few seconds at most) and an
+unreachable server is a :class:`~pipeline.tracking_server.TrackingUnavailable` error, not a
+hang; MLflow's own HTTP retries (minutes by default) are cut to one unless
+``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` is set. Mid-run writes are retried ``retries`` times
+(``RunWriter``); on :meth:`Tracker.resume_candidates` the tracker counts the rows already in
+the candidates table, so no candidate is written twice.
 """
 
 from __future__ import annotations
 
 import difflib
-import http.client
-import json
-import logging
 import math
 import os
-import subprocess
-import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from matplotlib.figure import Figure
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunStatus, RunTag
-from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+from mlflow.entities import Param, RunStatus, RunTag
+from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
 
 from pipeline import plots
+from pipeline.lineage import lineage, lineage_markdown
 from pipeline.plots import LineageStep
 from pipeline.program import Program
 from pipeline.records import CandidateRecord
+from pipeline.run_writer import RunWriter
+from pipeline.stats import SearchStats
+from pipeline.tracking_server import (
+    check_reachable,
+    default_tracking_uri,
+    git_commit,
+    open_experiment,
+    start_run,
+)
 
-__all__ = [
-    "CANDIDATES_TABLE",
-    "Tracker",
-    "TrackingUnavailable",
-    "check_reachable",
-    "default_tracking_uri",
-    "git_commit",
-    "lineage",
-]
+__all__ = ["TABLE_COLUMNS", "Tracker"]
 
-CANDIDATES_TABLE = "candidates.json"
 _MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
 _BATCH_PARAMS = 100  # log_batch limits
-# MLflow 3 records an experiment's kind in this tag (without it, its UI infers one): a search
-# is model work, not GenAI. Which mode the UI opens in follows the address (`run_url`).
-EXPERIMENT_KIND = "mlflow.experimentKind"
-EXPERIMENT_KIND_TAG = (EXPERIMENT_KIND, "custom_model_development")
-_BATCH_METRICS = 1000
-_log = logging.getLogger(__name__)
-
-
-class TrackingUnavailable(ConnectionError):
-    """The MLflow tracking server cannot be reached (or keeps failing)."""
-
-
-def check_reachable(tracking_uri: str, timeout: float = 5.0) -> None:
-    """Raise :class:`TrackingUnavailable` unless an ``http(s)`` tracking server answers
-    within ``timeout`` seconds (one request to its ``/health``; any HTTP answer counts).
-    Other URIs (sqlite, files) are not probed."""
-    if not tracking_uri.startswith(("http://", "https://")):
-        return
-    url = tracking_uri.rstrip("/") + "/health"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout):
-            pass
-    except urllib.error.HTTPError:
-        return  # it answered
-    except (http.client.InvalidURL, ValueError) as err:
-        raise TrackingUnavailable(
-            f"MLflow tracking URI {tracking_uri} is not a valid URL ({err}); point "
-            "MLFLOW_TRACKING_URI at a running server or a sqlite:/// file"
-        ) from None
-    except (urllib.error.URLError, OSError) as err:
-        reason = getattr(err, "reason", err)
-        raise TrackingUnavailable(
-            f"MLflow tracking server {tracking_uri} is unreachable ({reason}); start it, or "
-            "point MLFLOW_TRACKING_URI at a running server or a sqlite:/// file"
-        ) from None
-
-
-def default_tracking_uri() -> str:
-    """``$MLFLOW_TRACKING_URI`` if set, else sqlite ``mlflow.db`` in the working directory."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
-    return "sqlite:///" + Path("mlflow.db").resolve().as_posix()
-
-
-def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
-    """Where a run opens in the MLflow UI: on the tracking server itself, or, for a local
-    store, on ``mlflow ui``'s default address (started with that store)."""
-    base = (tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://"))
-            else "http://127.0.0.1:5000")
-    # MLflow 3 opens in its GenAI mode unless the address asks for model training
-    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
-
-
-def _default_artifact_location(tracking_uri: str) -> str | None:
-    """``mlartifacts/`` next to a sqlite file; None (the server decides) for anything else."""
-    prefix = "sqlite:///"
-    if not tracking_uri.startswith(prefix) or ":memory:" in tracking_uri:
-        return None
-    return (Path(tracking_uri[len(prefix) :]).resolve().parent / "mlartifacts").as_uri()
-
-
-def git_commit(cwd: str | os.PathLike | None = None) -> str:
-    """The checked-out commit of the git repository at ``cwd``, or "" when there is none."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return out.stdout.strip() if out.returncode == 0 else ""
-
-
-def lineage(records: Iterable[CandidateRecord], winner_hash: str) -> list[LineageStep]:
-    """The winner's ancestor chain, seed first, following ``parent_hash -> structural_hash``.
-
-    For each hash the first record carrying it is used (later ones are cache hits of it).
-    The chain stops at a record without a parent, at a parent never logged, or at a cycle.
-    """
-    first: dict[str, CandidateRecord] = {}
-    for r in records:
-        first.setdefault(r.structural_hash, r)
-    chain: list[CandidateRecord] = []
-    seen: set[str] = set()
-    h = winner_hash
-    while h and h in first and h not in seen:
-        seen.add(h)
-        chain.append(first[h])
-        h = first[h].parent_hash
-    chain.reverse()
-    steps, previous = [], None
-    for r in chain:
-        diff = ""
-        if previous is not None:
-            diff = "".join(
-                difflib.unified_diff(
-                    previous.program.splitlines(keepends=True),
-                    r.program.splitlines(keepends=True),
-                    "parent",
-                    "child",
-                    n=1,
-                )
-            )
-        steps.append(
-            LineageStep(r.structural_hash, r.mutation, r.generation, r.fitness, r.program, diff)
-        )
-        previous = r
-    return steps
-
 
 # The candidates table's columns: what a reader scans first (the program, its fitness, how
 # it was made, why it failed) leads; the bookkeeping follows.
@@ -199,24 +83,76 @@ def _text(program: Program | str) -> str:
 
 @dataclass
 class _OpenRun:
-    """Buffers and running statistics of one open run (internal)."""
+    """One open run: its writer, the data of its fitness plot, and its metric clock."""
 
-    run_id: str
-    started: float
-    rows: list[dict] = field(default_factory=list)
-    rows_written: int = 0
-    metrics: list[Metric] = field(default_factory=list)
-    seen: int = 0
-    evaluations: int = 0
-    structural_hits: int = 0
-    fec_hits: int = 0
-    rejected: int = 0
-    best: float = -math.inf
-    fitness: list[float] = field(default_factory=list)
-    worst: dict[str, int] = field(default_factory=dict)  # worst-fitness candidates per reason
+    writer: RunWriter
+    metrics_every: int
+    stats: SearchStats = field(default_factory=SearchStats)  # the latest the run was given
+    fitness: list[float] = field(default_factory=list)  # per candidate logged in this run
     restarts: list[tuple[int, str]] = field(default_factory=list)
-    last_point: tuple[int, float] = (0, 0.0)  # (candidates seen, time) at the last metric step
+    last_point: tuple[int, float] = (0, 0.0)  # (candidates, time) at the last metric step
     arrived: float = 0.0  # when the last batch of candidates was logged
+
+    @property
+    def run_id(self) -> str:
+        return self.writer.run_id
+
+    def log_candidates(self, records: Sequence[CandidateRecord], stats: SearchStats) -> None:
+        """See :meth:`Tracker.log_candidates`."""
+        self.buffer(records, stats)
+        self.arrived = time.perf_counter()
+        if stats.candidates - self.last_point[0] >= self.metrics_every:
+            self.metric_step()
+
+    def buffer(self, records: Sequence[CandidateRecord], stats: SearchStats) -> None:
+        self.stats = stats
+        self.fitness.extend(r.fitness for r in records)
+        self.writer.add_rows([_row(r) for r in records])
+
+    def resume(self, records: Sequence[CandidateRecord], stats: SearchStats) -> int:
+        """See :meth:`Tracker.resume_candidates`."""
+        if self.fitness:
+            raise RuntimeError("resume_candidates() must come before any log_candidates()")
+        done = self.writer.count_table()
+        if done > len(records):
+            raise ValueError(f"run {self.run_id}'s candidates table holds {done} rows but the "
+                             f"search has only {len(records)} candidates: not this search's run")
+        self.writer.rows_written = done
+        self.stats = stats
+        self.fitness.extend(r.fitness for r in records[:done])  # in the table already
+        self.buffer(records[done:], stats)
+        if len(records) > done:  # a step for them, with no rate: they were not timed here
+            self.metric_step(timed=False)
+        self.last_point = (stats.candidates, time.perf_counter())
+        return done
+
+    def metric_step(self, timed: bool = True) -> None:
+        """Metrics at step ``stats.candidates``; ``candidates_per_s`` over the batches that
+        arrived since the last step (not when ``timed`` is False)."""
+        n0, t0 = self.last_point
+        s = self.stats
+        values = {
+            "structural_hit_rate": s.structural_hit_rate,
+            "fec_hit_rate": s.fec_hit_rate,
+            "cache_hit_rate": s.hit_rate,
+            "rejection_rate": s.rejection_rate,
+            "evaluations": float(s.evaluations),
+        }
+        if timed and self.arrived > t0:
+            values["candidates_per_s"] = (s.candidates - n0) / (self.arrived - t0)
+        if math.isfinite(s.best):
+            values["best_fitness"] = s.best
+        self.writer.add_metrics(values, s.candidates)
+        self.last_point = (s.candidates, self.arrived)
+
+    def close(self) -> Figure | None:
+        """The last metric step and a flush (strict); returns the fitness plot, if any."""
+        if self.fitness and self.last_point[0] != self.stats.candidates:
+            self.metric_step()
+        self.writer.flush(strict=True)
+        if not self.fitness:
+            return None
+        return plots.fitness_over_candidates(self.fitness, self.restarts, self.stats.worst)
 
 
 class Tracker:
@@ -224,7 +160,7 @@ class Tracker:
 
     Args:
         experiment: the experiment name (the gin config's name).
-        tracking_uri: defaults to :func:`default_tracking_uri`.
+        tracking_uri: defaults to ``tracking_server.default_tracking_uri()``.
         artifact_location: where a *new* experiment stores artifacts; defaults to
             ``mlartifacts/`` next to a sqlite database, else the server's default.
         flush_rows: candidates buffered before the table is appended to (the batch also
@@ -265,17 +201,10 @@ class Tracker:
         self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
         self.flush_rows = flush_rows
         self.metrics_every = metrics_every
-        found = self.client.get_experiment_by_name(experiment)
-        if found is not None:
-            self.experiment_id = found.experiment_id
-            if EXPERIMENT_KIND not in found.tags:  # made before lionforge set it
-                self.client.set_experiment_tag(self.experiment_id, *EXPERIMENT_KIND_TAG)
-        else:
-            location = artifact_location or _default_artifact_location(self.tracking_uri)
-            self.experiment_id = self.client.create_experiment(
-                experiment, location, tags=dict([EXPERIMENT_KIND_TAG]))
+        self.experiment_id = open_experiment(self.client, experiment, self.tracking_uri,
+                                             artifact_location)
         self._stack: list[_OpenRun] = []
-        self._first_by_hash: dict[str, CandidateRecord] = {}
+        self._first_by_hash: dict[str, CandidateRecord] = {}  # for log_lineage
 
     # ----- runs -----------------------------------------------------------------------------
 
@@ -340,19 +269,12 @@ class Tracker:
 
     @contextmanager
     def _open(self, name: str, tags: Mapping[str, str], run_id: str | None) -> Iterator[str]:
-        if run_id is not None:
-            found = self.client.get_run(run_id)
-            if found.info.experiment_id != self.experiment_id:
-                raise ValueError(f"run {run_id} is not in experiment {self.experiment_id}")
-            self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
-        else:
-            tags = {MLFLOW_RUN_NAME: name, **tags}
-            if self._stack:
-                tags[MLFLOW_PARENT_RUN_ID] = self._stack[-1].run_id
-            run_id = self.client.create_run(self.experiment_id, tags=tags,
-                                            run_name=name).info.run_id
-        now = time.perf_counter()
-        self._stack.append(_OpenRun(run_id, now, last_point=(0, now)))
+        parent = self._stack[-1].run_id if self._stack else None
+        run_id = start_run(self.client, self.experiment_id, name, tags, parent, run_id)
+        writer = RunWriter(self.client, self.tracking_uri, run_id, flush_rows=self.flush_rows,
+                           retries=self.retries, retry_backoff_s=self.retry_backoff_s)
+        self._stack.append(_OpenRun(writer, self.metrics_every,
+                                    last_point=(0, time.perf_counter())))
         status = RunStatus.FINISHED
         try:
             yield run_id
@@ -363,198 +285,60 @@ class Tracker:
             status = RunStatus.FAILED
             raise
         finally:
-            try:
-                self._close_top()
+            try:  # the last metric step, a strict flush, and the fitness plot
+                fig = self._stack[-1].close()
+                if fig is not None:
+                    self.log_figure(fig, "plots/fitness.png")
             finally:
                 top = self._stack.pop()
                 self.client.set_terminated(top.run_id, RunStatus.to_string(status))
 
-    def _close_top(self) -> None:
-        top = self._stack[-1]
-        if top.seen and top.last_point[0] != top.seen:
-            self._metric_step(top)
-        self.flush(strict=True)
-        if top.seen:
-            fig = plots.fitness_over_candidates(top.fitness, top.restarts, top.worst)
-            self.log_figure(fig, "plots/fitness.png")
-
     # ----- candidates and metrics -----------------------------------------------------------
 
-    def log_candidates(self, records: Iterable[CandidateRecord]) -> None:
-        """Buffer one batch of candidates for the open run's table and update its metrics.
+    def log_candidates(self, records: Sequence[CandidateRecord], stats: SearchStats) -> None:
+        """Buffer one batch of candidates for the open run's table; ``stats`` are the search's
+        counts including them.
 
         After a batch that brings ``metrics_every`` or more candidates since the last metric
-        step, a step is recorded (step = candidates seen): ``best_fitness``,
+        step, a step is recorded (step = ``stats.candidates``): ``best_fitness``,
         ``cache_hit_rate``, ``structural_hit_rate``, ``fec_hit_rate``, ``rejection_rate``,
         ``evaluations`` (candidates that went to the evaluator) and ``candidates_per_s``
         over the whole batches since the last step. Steps fall between batches, never inside
         one: a step inside a batch measured microseconds of bookkeeping as a rate.
         """
-        top = self._top()
-        self._buffer(top, records)
-        top.arrived = time.perf_counter()
-        if top.seen - top.last_point[0] >= self.metrics_every:
-            self._metric_step(top)
-
-    def _buffer(self, top: _OpenRun, records: Iterable[CandidateRecord]) -> None:
+        self._top().log_candidates(records, stats)
         for r in records:
-            top.rows.append(_row(r))
-            self._count(top, r)
-        if len(top.rows) >= max(self.flush_rows, top.rows_written // 4):
-            self._flush_rows(top)
+            self._first_by_hash.setdefault(r.structural_hash, r)
 
-    def _count(self, top: _OpenRun, r: CandidateRecord) -> None:
-        top.seen += 1
-        top.fitness.append(r.fitness)
-        if r.cache_hit == "structural":
-            top.structural_hits += 1
-        elif r.cache_hit == "fec":
-            top.fec_hits += 1
-        if r.rejection:
-            top.rejected += 1
-        if r.evaluated:
-            top.evaluations += 1
-        if not math.isfinite(r.fitness):
-            top.worst[r.reason] = top.worst.get(r.reason, 0) + 1
-        if math.isfinite(r.fitness) and r.fitness > top.best:
-            top.best = r.fitness
-        self._first_by_hash.setdefault(r.structural_hash, r)
-
-    def resume_candidates(self, records: Sequence[CandidateRecord]) -> int:
-        """Continue a (reopened) run's candidates table from a resumed search's records.
+    def resume_candidates(self, records: Sequence[CandidateRecord], stats: SearchStats) -> int:
+        """Continue a (reopened) run's candidates table from a resumed search's records and
+        ``stats`` (its counts over them).
 
         Counts the rows already in the open run's table (the source of truth: a crash may
-        have come before or after any write), counts those records in the running
-        statistics without logging them again, and buffers the rest. Returns how many were
-        already logged.
+        have come before or after any write) and buffers the records beyond them. Returns
+        how many were already logged.
         """
-        top = self._top()
-        if top.rows or top.seen:
-            raise RuntimeError("resume_candidates() must come before any log_candidates()")
-        done = self._retrying("count the candidates table", lambda: self.table_rows(top.run_id))
-        if done > len(records):
-            raise ValueError(f"run {top.run_id}'s candidates table holds {done} rows but the "
-                             f"search has only {len(records)} candidates: not this search's run")
-        for r in records[:done]:
-            self._count(top, r)
-        top.rows_written = done
-        self._buffer(top, records[done:])
-        if len(records) > done:  # a step for them, with no rate: they were not timed here
-            self._metric_step(top, timed=False)
-        top.last_point = (top.seen, time.perf_counter())
+        done = self._top().resume(records, stats)
+        for r in records:
+            self._first_by_hash.setdefault(r.structural_hash, r)
         return done
-
-    def table_rows(self, run_id: str | None = None) -> int:
-        """Rows in a run's (default: the open run's) candidates table; 0 if it has none."""
-        run_id = run_id or self.run_id
-        if CANDIDATES_TABLE not in {f.path for f in self.client.list_artifacts(run_id)}:
-            return 0
-        with tempfile.TemporaryDirectory() as tmp:
-            local = self.client.download_artifacts(run_id, CANDIDATES_TABLE, tmp)
-            with open(local, encoding="utf-8") as f:
-                return len(json.load(f)["data"])
-
-    def _retrying(self, what: str, fn, before_retry=None):
-        """``fn()``, retried ``self.retries`` times with doubling waits; re-raises the last
-        error as :class:`TrackingUnavailable`."""
-        wait = self.retry_backoff_s
-        for attempt in range(self.retries + 1):
-            try:
-                if attempt and before_retry is not None:
-                    before_retry()
-                return fn()
-            except Exception as err:  # noqa: BLE001 - any failure of the store is retried
-                if attempt == self.retries:
-                    raise TrackingUnavailable(
-                        f"MLflow ({self.tracking_uri}): could not {what} after "
-                        f"{self.retries + 1} attempts: {err}"
-                    ) from err
-                _log.warning("MLflow: could not %s (%s); retrying in %.1f s", what, err, wait)
-                time.sleep(wait)
-                wait *= 2
 
     def mark_restart(self, at: int, kind: str = "restart") -> None:
         """Mark a restart before candidate ``at`` (shown on the stage's fitness plot)."""
         self._top().restarts.append((at, kind))
 
-    def _metric_step(self, top: _OpenRun, timed: bool = True) -> None:
-        """Metrics at step ``top.seen``; ``candidates_per_s`` over the batches that arrived
-        since the last step (not when ``timed`` is False)."""
-        n0, t0 = top.last_point
-        seen = max(top.seen, 1)
-        values = {
-            "structural_hit_rate": top.structural_hits / seen,
-            "fec_hit_rate": top.fec_hits / seen,
-            "cache_hit_rate": (top.structural_hits + top.fec_hits) / seen,
-            "rejection_rate": top.rejected / seen,
-            "evaluations": float(top.evaluations),
-        }
-        if timed and top.arrived > t0:
-            values["candidates_per_s"] = (top.seen - n0) / (top.arrived - t0)
-        if math.isfinite(top.best):
-            values["best_fitness"] = top.best
-        self._buffer_metrics(top, values, top.seen)
-        top.last_point = (top.seen, top.arrived)
-
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         """Buffer metrics for the open run at ``step`` (sent with ``log_batch``)."""
-        self._buffer_metrics(self._top(), metrics, step)
-
-    def _buffer_metrics(self, top: _OpenRun, metrics: Mapping[str, float], step: int) -> None:
-        ms = int(time.time() * 1000)
-        top.metrics.extend(Metric(k, float(v), ms, int(step)) for k, v in metrics.items())
-        if len(top.metrics) >= _BATCH_METRICS:
-            self._flush_metrics(top)  # lenient: kept on failure
-
-    def _flush_metrics(self, top: _OpenRun, strict: bool = False) -> None:
-        while top.metrics:
-            chunk = top.metrics[:_BATCH_METRICS]
-            try:
-                self._retrying("log metrics",
-                               lambda c=chunk: self.client.log_batch(top.run_id, metrics=c))
-            except TrackingUnavailable as err:
-                if strict:
-                    raise
-                _log.warning("%s; %d metric values kept for the next flush", err,
-                             len(top.metrics))
-                return
-            del top.metrics[: len(chunk)]
-
-    def _flush_rows(self, top: _OpenRun, strict: bool = False) -> None:
-        if not top.rows:
-            return
-        import pandas as pd  # an MLflow dependency; imported lazily, it is slow to import
-
-        def write() -> None:
-            if top.rows:
-                table = pd.DataFrame.from_records(top.rows, columns=list(top.rows[0]))
-                self.client.log_table(top.run_id, table, CANDIDATES_TABLE)
-                top.rows_written += len(top.rows)
-                top.rows.clear()
-
-        def resync() -> None:  # a failed append may have landed: count, drop what did
-            landed = self.table_rows(top.run_id) - top.rows_written
-            if landed > 0:
-                del top.rows[:landed]
-                top.rows_written += landed
-
-        try:
-            self._retrying("append to the candidates table", write, resync)
-        except TrackingUnavailable as err:
-            if strict:
-                raise
-            _log.warning("%s; %d candidates kept for the next flush (they are in the search's "
-                         "checkpoint too)", err, len(top.rows))
+        self._top().writer.add_metrics(metrics, step)
 
     def flush(self, strict: bool = True) -> None:
         """Write the open run's buffered candidates and metrics now (retried).
 
-        ``strict``: raise :class:`TrackingUnavailable` if they still cannot be written
-        (they stay buffered either way).
+        ``strict``: raise ``TrackingUnavailable`` if they still cannot be written (they stay
+        buffered either way).
         """
         if self._stack:
-            self._flush_rows(self._stack[-1], strict)
-            self._flush_metrics(self._stack[-1], strict)
+            self._stack[-1].writer.flush(strict)
 
     # ----- everything else ------------------------------------------------------------------
 
@@ -603,22 +387,8 @@ class Tracker:
         ``winner_hash`` is a structural hash, ``program.structural_hash()``; ``records``
         defaults to every candidate this tracker has logged.
         """
-        if not isinstance(winner_hash, str):
-            raise TypeError(
-                "Argument `winner_hash` must be a structural hash (a str, e.g. "
-                "`program.structural_hash()`). "
-                f"Received: winner_hash={winner_hash!r} of type {type(winner_hash).__name__}"
-            )
         steps = lineage(self._first_by_hash.values() if records is None else records, winner_hash)
-        parts = [f"# lineage of {winner_hash}\n"]
-        for k, s in enumerate(steps):
-            parts.append(
-                f"\n## {k}. {s.mutation} (generation {s.generation}, fitness {s.fitness:.6g})\n"
-                f"\n```\n{s.program}```\n"
-            )
-            if s.diff:
-                parts.append(f"\n```diff\n{s.diff}```\n")
-        self.log_text("".join(parts), "winner/lineage.md")
+        self.log_text(lineage_markdown(winner_hash, steps), "winner/lineage.md")
         self.log_figure(plots.lineage(steps), "plots/lineage.png")
         return steps
 

@@ -12,18 +12,10 @@ import pytest
 
 from pipeline import seeds
 from pipeline.baselines import hyperparameter_search, random_search
-from pipeline.evolve import (
-    Budget,
-    EvolutionConfig,
-    Individual,
-    RestartFrom,
-    Search,
-    age,
-    evaluate_each,
-    tournament,
-)
+from pipeline.evolve import Individual, Search, age, evaluate_each, tournament
 from pipeline.numpy_tasks import Quadratic
 from pipeline.program import Program
+from pipeline.search_config import Budget, EvolutionConfig, RestartFrom
 
 SMALL = EvolutionConfig(population_size=16, tournament_size=4, batch_size=8)
 TASK = Quadratic(steps=40)
@@ -228,7 +220,7 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
     assert _dicts(resumed.records) == _dicts(full.records)
     assert resumed.best == full.best and resumed.population == full.population
     assert resumed.rng.bit_generator.state == full.rng.bit_generator.state
-    assert list(resumed.fec.entries.items()) == list(full.fec.entries.items())
+    assert list(resumed.screen.fec.entries.items()) == list(full.screen.fec.entries.items())
     s1, s2 = resumed.stats, full.stats
     assert (s1.restarts, s1.evaluations, s1.redraws) == (s2.restarts, s2.evaluations, s2.redraws)
 

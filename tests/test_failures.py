@@ -21,10 +21,13 @@ from mlflow import MlflowClient
 from flows import rundir, stages
 from flows.settings import EvolveSettings, Experiment
 from pipeline import seeds
-from pipeline.evolve import EvolutionConfig, evaluate_each
+from pipeline.evolve import evaluate_each
 from pipeline.numpy_tasks import Quadratic
 from pipeline.proxy import Proxy
-from pipeline.tracking import CANDIDATES_TABLE, Tracker, TrackingUnavailable, check_reachable
+from pipeline.run_writer import CANDIDATES_TABLE
+from pipeline.search_config import EvolutionConfig
+from pipeline.tracking import Tracker
+from pipeline.tracking_server import TrackingUnavailable, check_reachable
 
 ROOT = Path(__file__).resolve().parent.parent
 

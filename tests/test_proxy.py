@@ -136,12 +136,14 @@ def test_a_bad_gin_binding_is_an_error_before_anything_starts(param, binding):
 
 
 def test_the_search_records_the_winning_multiplier_of_each_candidate(tmp_path):
-    from pipeline.evolve import EvolutionConfig, Scored, Search
+    from pipeline.evolve import Search
+    from pipeline.screen import Verdict
+    from pipeline.search_config import EvolutionConfig
 
     proxy = Proxy(tasks=("teacher",), lr_multipliers=(0.25, 1.0, 4.0))
 
     def evaluate(programs):
-        return [Scored(s.fitness, "", s.lr_multipliers)
+        return [Verdict(s.fitness, "", s.lr_multipliers)
                 for s in score(programs, proxy, np_evaluate)]
 
     search = Search(EvolutionConfig(population_size=8, batch_size=8), seeds.adamw(), rng_seed=0,

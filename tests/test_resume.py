@@ -14,9 +14,12 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from pipeline.evolve import EvolutionConfig, Scored, Search, evaluate_each, records_path
+from pipeline.evolve import Search, evaluate_each
 from pipeline.numpy_tasks import Quadratic
-from pipeline.tracking import CANDIDATES_TABLE
+from pipeline.run_writer import CANDIDATES_TABLE
+from pipeline.screen import Verdict
+from pipeline.search_config import EvolutionConfig
+from pipeline.store import records_path
 
 CONFIG = EvolutionConfig(population_size=16, tournament_size=4, batch_size=8,
                          restart_patience=40, fec_cache_size=20)
@@ -29,10 +32,10 @@ def _state(search: Search) -> tuple:
         search.population,
         search.best,
         search.rng.bit_generator.state,
-        list(search.structural.entries.items()),
-        (search.structural.lookups, search.structural.hits),
-        list(search.fec.entries.items()),
-        (search.fec.lookups, search.fec.hits),
+        list(search.screen.structural.entries.items()),
+        (search.screen.structural.lookups, search.screen.structural.hits),
+        list(search.screen.fec.entries.items()),
+        (search.screen.fec.lookups, search.screen.fec.hits),
         search.stats.rejections,
     )
 
@@ -86,7 +89,7 @@ def test_resume_rebuilds_both_caches_exactly_including_lru_order_and_counters(tm
         assert _state(resumed) == _state(part)
         resumed.run(TASK, 300)
         assert _state(resumed) == _state(full)
-    assert len(full.fec.entries) == 20  # the LRU did evict
+    assert len(full.screen.fec.entries) == 20  # the LRU did evict
 
 
 def test_a_records_file_shorter_than_its_checkpoint_is_refused(tmp_path):
@@ -103,15 +106,15 @@ def test_an_evaluator_rejection_is_recorded_counted_and_never_cached(tmp_path):
     search = Search(CONFIG, rng_seed=0, checkpoint=path)
     search.run(TASK, 9)
     programs = search.propose()
-    records = search.tell([Scored(rejection="timeout") for _ in programs])
+    records = search.tell([Verdict(rejection="timeout") for _ in programs])
     timed_out = [r for r in records if r.rejection == "timeout"]
     # the evaluated ones, and their in-batch duplicates, which share their verdict
     assert len([r for r in timed_out if not r.cache_hit]) == len(programs) > 0
     assert all(r.fitness == -math.inf for r in timed_out)
     assert search.stats.rejections["timeout"] == len(timed_out)
     for r in timed_out:
-        assert r.structural_hash not in search.structural.entries
-        assert r.fingerprint not in search.fec.entries
+        assert r.structural_hash not in search.screen.structural.entries
+        assert r.fingerprint not in search.screen.fec.entries
     assert _state(Search.resume(path)) == _state(search)
 
 

@@ -12,16 +12,13 @@ import pytest
 from mlflow import MlflowClient
 
 from pipeline import plots, seeds
+from pipeline.lineage import lineage
 from pipeline.program import Program
 from pipeline.records import CandidateRecord
-from pipeline.tracking import (
-    CANDIDATES_TABLE,
-    EXPERIMENT_KIND,
-    TABLE_COLUMNS,
-    Tracker,
-    default_tracking_uri,
-    lineage,
-)
+from pipeline.run_writer import CANDIDATES_TABLE
+from pipeline.stats import SearchStats
+from pipeline.tracking import TABLE_COLUMNS, Tracker
+from pipeline.tracking_server import EXPERIMENT_KIND, default_tracking_uri
 
 
 def _records(n: int, start: int = 0) -> list[CandidateRecord]:
@@ -51,6 +48,12 @@ def _records(n: int, start: int = 0) -> list[CandidateRecord]:
     return out
 
 
+def _log(tracker: Tracker, stats: SearchStats, batch: list[CandidateRecord]) -> None:
+    """Log a batch as a search does: its one SearchStats counts the batch first."""
+    stats.count(batch)
+    tracker.log_candidates(batch, stats)
+
+
 def _table(client: MlflowClient, run_id: str, path: str, tmp_path: Path) -> dict:
     local = client.download_artifacts(run_id, path, str(tmp_path))
     return json.loads(Path(local).read_text())
@@ -76,10 +79,11 @@ def test_candidates_table_has_one_row_per_candidate_across_batched_appends(store
     tracker = Tracker("cfg", flush_rows=40, metrics_every=50)
     assert tracker.tracking_uri == store
     records = _records(250)
+    stats = SearchStats()  # the search's counts, which the tracker reads
     with tracker.run("discover", seed=0):
         with tracker.stage("evolve") as run_id:
             for i in range(0, 250, 30):  # batches that do not line up with flush_rows
-                tracker.log_candidates(records[i : i + 30])
+                _log(tracker, stats, records[i : i + 30])
     client = MlflowClient(store)
     table = _table(client, run_id, CANDIDATES_TABLE, tmp_path)
     assert table["columns"] == list(TABLE_COLUMNS)
@@ -97,9 +101,10 @@ def test_candidates_table_has_one_row_per_candidate_across_batched_appends(store
 def test_metrics_are_logged_per_step_with_best_so_far_and_hit_rates(store):
     tracker = Tracker("cfg", flush_rows=1000, metrics_every=50)
     records = _records(230)
+    stats = SearchStats()  # the search's counts, which the tracker reads
     with tracker.stage("evolve") as run_id:
         for i in range(0, 230, 30):  # the last batch, 20, brings 50 since the step at 180
-            tracker.log_candidates(records[i : i + 30])
+            _log(tracker, stats, records[i : i + 30])
     client = MlflowClient(store)
     best = client.get_metric_history(run_id, "best_fitness")
     assert [m.step for m in best] == [60, 120, 180, 230]  # between batches, never inside one
@@ -120,10 +125,11 @@ def test_candidates_per_s_covers_whole_batches_so_it_does_not_saw_tooth(store):
     rates alternated between a real one and microseconds of bookkeeping (~90,000/s)."""
     tracker = Tracker("cfg", flush_rows=1000, metrics_every=100)
     records, pause = _records(450), 0.05  # each batch "takes" at least 50 ms to evaluate
+    stats = SearchStats()  # the search's counts, which the tracker reads
     with tracker.stage("evolve") as run_id:
         for i in range(0, 450, 150):
             time.sleep(pause)
-            tracker.log_candidates(records[i : i + 150])
+            _log(tracker, stats, records[i : i + 150])
     speed = MlflowClient(store).get_metric_history(run_id, "candidates_per_s")
     assert [m.step for m in speed] == [150, 300, 450]
     assert all(0 < m.value <= 150 / pause for m in speed)
@@ -133,12 +139,14 @@ def test_a_resumed_stage_logs_only_the_missing_rows_and_times_only_new_batches(s
     records = _records(200)
     first = Tracker("cfg", flush_rows=10, metrics_every=50)
     with first.stage("evolve") as run_id:
-        first.log_candidates(records[:90])  # a crash would leave these 90 in the table
+        _log(first, SearchStats(), records[:90])  # a crash would leave these 90 in the table
     again = Tracker("cfg", flush_rows=10, metrics_every=50)
     with again.stage("evolve", run_id=run_id):
-        assert again.resume_candidates(records[:150]) == 90
+        stats = SearchStats()
+        stats.count(records[:150])  # a resumed search's counts
+        assert again.resume_candidates(records[:150], stats) == 90
         time.sleep(0.01)
-        again.log_candidates(records[150:])
+        _log(again, stats, records[150:])
     client = MlflowClient(store)
     table = _table(client, run_id, CANDIDATES_TABLE, tmp_path)
     rows = [dict(zip(table["columns"], r, strict=True)) for r in table["data"]]
@@ -165,7 +173,7 @@ def test_parent_run_has_config_params_seed_and_child_stage_runs(store, tmp_path)
     with tracker.run("discover", config_text="evolve.budget = 10\n", params={"budget": 10},
                      seed=7, tags={"kind": "test"}) as parent:
         with tracker.stage("evolve", params={"population": 8}) as evolve_id:
-            tracker.log_candidates(_records(5))
+            _log(tracker, SearchStats(), _records(5))
         with tracker.stage("funnel"):
             tracker.log_table([{"program": "a", "stage": "B", "fitness": 1.5}], "funnel")
     client = MlflowClient(store)
@@ -188,7 +196,7 @@ def test_stage_that_raises_is_marked_failed_and_keeps_its_candidates(store, tmp_
     tracker = Tracker("cfg", flush_rows=1000)
     with pytest.raises(ZeroDivisionError):
         with tracker.stage("evolve") as run_id:
-            tracker.log_candidates(_records(12))
+            _log(tracker, SearchStats(), _records(12))
             1 / 0  # noqa: B018
     client = MlflowClient(store)
     assert client.get_run(run_id).info.status == "FAILED"
@@ -198,10 +206,11 @@ def test_stage_that_raises_is_marked_failed_and_keeps_its_candidates(store, tmp_
 def test_plots_are_logged_as_artifacts(store):
     tracker = Tracker("cfg")
     records = _records(40)
+    stats = SearchStats()  # the search's counts, which the tracker reads
     with tracker.stage("evolve") as run_id:
-        tracker.log_candidates(records[:20])
+        _log(tracker, stats, records[:20])
         tracker.mark_restart(20, "from_best")
-        tracker.log_candidates(records[20:])
+        _log(tracker, stats, records[20:])
         steps = tracker.log_lineage("h3")
         tracker.log_figure(plots.loss_curves({"mnist": {"adamw": [1.0, 0.5]}}), "plots/bench.png")
     artifacts = {f.path for f in MlflowClient(store).list_artifacts(run_id, "plots")}
@@ -306,3 +315,28 @@ def test_a_record_says_why_its_fitness_is_worst_and_whether_it_cost_an_evaluatio
     repeat = replace(timed_out, cache_hit="structural", rejection="")
     assert not repeat.evaluated and repeat.reason == "diverged"
     assert replace(repeat, fitness=0.5).reason == ""
+
+
+def test_the_metrics_are_the_search_s_own_statistics(store):
+    """The search counts once (its SearchStats); the tracker's metrics read those counts."""
+    from pipeline.evolve import Search, evaluate_each
+    from pipeline.numpy_tasks import Quadratic
+    from pipeline.search_config import EvolutionConfig
+
+    search = Search(EvolutionConfig(population_size=16, tournament_size=4, batch_size=8),
+                    rng_seed=0)
+    tracker = Tracker("cfg", metrics_every=1)
+    with tracker.stage("evolve") as run_id:
+        search.run(evaluate_each(Quadratic(steps=20)), 81,
+                   on_batch=lambda batch: tracker.log_candidates(batch, search.stats))
+    client = MlflowClient(store)
+    last = {k: client.get_metric_history(run_id, k)[-1] for k in (
+        "evaluations", "structural_hit_rate", "fec_hit_rate", "rejection_rate", "best_fitness")}
+    assert {m.step for m in last.values()} == {search.stats.candidates} == {81}
+    s = search.stats
+    assert last["evaluations"].value == s.evaluations
+    assert last["structural_hit_rate"].value == pytest.approx(s.structural_hit_rate)
+    assert last["fec_hit_rate"].value == pytest.approx(s.fec_hit_rate)
+    assert last["rejection_rate"].value == pytest.approx(s.rejected / 81)
+    assert last["best_fitness"].value == pytest.approx(search.best.fitness)
+    assert s.structural_hits + s.fec_hits > 0 and s.evaluations > 0
