@@ -4,7 +4,7 @@ A round runs the evolve flow (Prefect tasks, mutation, abstract execution, the c
 tracking, checkpoints) for ``--budget`` candidates in a fresh run dir and a fresh sqlite
 store, then trains the programs that round sent to the evaluator again, in the same batches
 (one call per proposed batch, as the search makes them) with the same calibrated proxy,
-straight through ``flows.stages.evaluate_texts``: no Prefect, no search, no tracking.
+straight through ``flows.steps.evaluate_texts``: no Prefect, no search, no tracking.
 Both rates count the round's candidates (cache hits and rejections included), so the
 evaluator-alone figure is what the pipeline would reach if training were all it did, and the
 ratio is the share of the pipeline's time spent training. Rounds interleave the two, and the
@@ -49,7 +49,7 @@ def _round(gin_file: str, budget: int, seed: int, root: Path, calibration: Path 
 
 def _evaluator_alone(run_dir: Path, gin_file: str, seed: int) -> float:
     """Seconds to train the run's evaluated programs again, batch by batch."""
-    from flows import config, rundir, stages
+    from flows import config, rundir, steps
     from pipeline.evolve import Search
     from pipeline.proxy import Proxy
 
@@ -65,7 +65,7 @@ def _evaluator_alone(run_dir: Path, gin_file: str, seed: int) -> float:
     t0 = time.perf_counter()
     for texts in batches.values():
         for i in range(0, len(texts), cfg.eval_chunk):
-            stages.evaluate_texts(texts[i:i + cfg.eval_chunk], proxy, cfg.hurdles)
+            steps.evaluate_texts(texts[i:i + cfg.eval_chunk], proxy, cfg.hurdles)
     return time.perf_counter() - t0
 
 

@@ -59,7 +59,7 @@ def search(cands, task, batch: int, tracker=None) -> tuple[float, float, float]:
     stats = SearchStats()  # the search's counts, which the tracker reads
     in_tracker = 0.0
     start, cpu_start = time.perf_counter(), time.process_time()
-    stage = tracker.stage("evolve") if tracker is not None else None
+    stage = tracker.child_run("evolve") if tracker is not None else None
     if stage is not None:
         t = time.perf_counter()
         stage.__enter__()

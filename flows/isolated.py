@@ -30,7 +30,7 @@ class EvaluationTimeout(Exception):
 
 
 def _serve(conn: Connection) -> None:
-    from flows.stages import evaluate_texts
+    from flows.steps import evaluate_texts
 
     conn.send("ready")
     while True:
@@ -70,7 +70,7 @@ def _kill(proc: mp.Process, conn: Connection) -> None:
 def evaluate_with_deadline(
     texts: Sequence[str], proxy: Proxy, hurdles: Hurdles, seconds: float
 ) -> list:
-    """``flows.stages.evaluate_texts`` in a worker process, killed after ``seconds``.
+    """``flows.steps.evaluate_texts`` in a worker process, killed after ``seconds``.
 
     Raises :class:`EvaluationTimeout` when the batch is late.
     """

@@ -1,4 +1,4 @@
-"""Prefect flows: thin wrappers over :mod:`flows.stages`.
+"""Prefect flows: thin wrappers over :mod:`flows.steps`.
 
 Every flow takes its gin files and bindings as parameters (so a deployment or a worker gets
 the whole experiment from them) and reads them once into a
@@ -19,10 +19,10 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows import config, rediscover, rundir, stages
+from flows import config, rediscover, rundir, steps
 from flows.config import Configuration
 from flows.progress import Progress
-from flows.settings import EvolveSettings
+from flows.settings import EvolveSettings, as_params
 from pipeline import report
 from pipeline import seeds as seed_programs
 from pipeline.benchmark import BenchmarkResult
@@ -60,11 +60,11 @@ def evaluate_chunk(
     timeout_s: float | None = None,
 ) -> list:
     """One chunk of candidates trained together; persisted so a re-run reuses it."""
-    return stages.evaluate_texts(texts, proxy, hurdles, cache_dir, timeout_s)
+    return steps.evaluate_texts(texts, proxy, hurdles, cache_dir, timeout_s)
 
 
 def prefect_evaluator(cfg: EvolveSettings, proxy: Proxy, cache_dir: str | None
-                      ) -> stages.EvaluateBatch:
+                      ) -> steps.EvaluateBatch:
     """``programs -> fitnesses`` on the calibrated ``proxy``, through Prefect tasks of
     ``cfg.eval_chunk`` programs each."""
 
@@ -86,7 +86,7 @@ def proxy_fitness(cfg: EvolveSettings, proxy: Proxy):
 
     def fitness(programs: Sequence[Program]) -> list[float]:
         texts = [p.to_text() for p in programs]
-        return [s.fitness for s in stages.evaluate_texts(texts, proxy, cfg.hurdles)]
+        return [s.fitness for s in steps.evaluate_texts(texts, proxy, cfg.hurdles)]
 
     return fitness
 
@@ -110,18 +110,18 @@ def evolve_flow(
     conf, tracker = _setup(gin_files, gin_params, settings)
     cfg, exp = conf.evolve, conf.experiment
     rundir.open_run_dir(cfg, exp, run_dir)
-    with tracker.run("evolve", config_text=conf.text, params=stages.settings_params(cfg),
+    with tracker.run("evolve", config_text=conf.text, params=as_params(cfg),
                      seed=exp.seed,
                      run_id=rundir.remembered_run(run_dir, tracker, "evolve")) as run_id:
         rundir.remember_run(run_dir, tracker, "evolve", run_id)  # a re-run reopens this run
-        search = stages.evolve_stage(
+        search = steps.evolve_step(
             cfg, exp, run_dir,
-            prefect_evaluator(cfg, stages.calibrated_proxy(cfg, run_dir, tracker),
+            prefect_evaluator(cfg, steps.calibrated_proxy(cfg, run_dir, tracker),
                               str(Path(run_dir) / "batches")),
             budget=budget, tracker=tracker,
             progress=Progress(budget or cfg.budget) if show_progress else None,
         )
-    return stages.summary_of(search)
+    return steps.summary_of(search)
 
 
 @flow(name="lionforge-funnel")
@@ -133,9 +133,9 @@ def funnel_flow(gin_files: list[str], gin_params: list[str] | None = None,
     search = Search.resume(Path(run_dir) / rundir.SEARCH_FILE)
     cfg = conf.funnel
     with tracker.run("funnel", config_text=conf.text, seed=conf.experiment.seed):
-        evaluator = stages.stage_evaluator(conf.evolve, Evaluator())  # this run's trainers
-        result = stages.funnel_stage(search, cfg, evaluator, tracker, stages.funnel_progress(cfg))
-    print(result.format(stages.funnel_labels(result, cfg.baseline)))
+        evaluator = steps.stage_evaluator(conf.evolve, Evaluator())  # this run's trainers
+        result = steps.funnel_step(search, cfg, evaluator, tracker, steps.funnel_progress(cfg))
+    print(result.format(steps.funnel_labels(result, cfg.baseline)))
     return result.table()
 
 
@@ -147,8 +147,8 @@ def simplify_flow(program_text: str, gin_files: list[str],
     conf, tracker = _setup(gin_files, gin_params, settings)
     program = Program.parse(program_text)
     with tracker.run("simplify", config_text=conf.text, seed=conf.experiment.seed):
-        proxy = stages.calibrated_proxy(conf.evolve, tracker=tracker)
-        result = stages.simplify_stage(program, conf.simplify, proxy_fitness(conf.evolve, proxy),
+        proxy = steps.calibrated_proxy(conf.evolve, tracker=tracker)
+        result = steps.simplify_step(program, conf.simplify, proxy_fitness(conf.evolve, proxy),
                                        proxy.noise, tracker)
     print(result.summary())
     return result.program.to_text()
@@ -162,8 +162,8 @@ def benchmark_flow(program_text: str, gin_files: list[str],
     conf, tracker = _setup(gin_files, gin_params, settings)
     cfg = conf.benchmark
     with tracker.run("benchmark", config_text=conf.text, seed=conf.experiment.seed):
-        result = stages.benchmark_stage(Program.parse(program_text), lr_multiplier, cfg, tracker,
-                                        stages.benchmark_progress(cfg))
+        result = steps.benchmark_step(Program.parse(program_text), lr_multiplier, cfg, tracker,
+                                        steps.benchmark_progress(cfg))
     print(result.format())
     return result.table()
 
@@ -177,7 +177,7 @@ def discover_flow(
     """evolve -> funnel -> simplify -> benchmark -> register, in one tracked MLflow run
     (nested under ``parent_run_id`` when given)."""
     conf, tracker = _setup(gin_files, gin_params, settings)
-    params = stages.settings_params(conf.evolve, conf.funnel, conf.simplify, conf.benchmark)
+    params = as_params(conf.evolve, conf.funnel, conf.simplify, conf.benchmark)
     rundir.open_run_dir(conf.evolve, conf.experiment, run_dir)
     nest = {MLFLOW_PARENT_RUN_ID: parent_run_id} if parent_run_id else None
     with tracker.run("discover", config_text=conf.text, params=params,
@@ -185,30 +185,30 @@ def discover_flow(
                      run_id=rundir.remembered_run(run_dir, tracker, "discover")) as run_id:
         rundir.remember_run(run_dir, tracker, "discover", run_id)
         search, proxy = _discover_evolve(conf, tracker, run_dir, budget, show_progress)
-        stage_evaluator = stages.stage_evaluator(conf.evolve, Evaluator())  # this run's trainers
-        with tracker.stage("funnel", params=stages.settings_params(conf.funnel)):
-            funnel = stages.funnel_stage(
+        stage_evaluator = steps.stage_evaluator(conf.evolve, Evaluator())  # this run's trainers
+        with tracker.child_run("funnel", params=as_params(conf.funnel)):
+            funnel = steps.funnel_step(
                 search, conf.funnel, stage_evaluator, tracker,
-                stages.funnel_progress(conf.funnel) if show_progress else None)
+                steps.funnel_progress(conf.funnel) if show_progress else None)
         # The champion is what the funnel validated: its winner when that beat the baseline
         # at every stage, the last included; otherwise nothing better was found and the
         # baseline itself is registered. The winner is simplified and benchmarked either way.
         simple = None
         if funnel.winner is not None:
-            with tracker.stage("simplify", params=stages.settings_params(conf.simplify)):
-                simple = stages.simplify_stage(
+            with tracker.child_run("simplify", params=as_params(conf.simplify)):
+                simple = steps.simplify_step(
                     funnel.winner, conf.simplify, proxy_fitness(conf.evolve, proxy),
                     proxy.noise, tracker,
-                    stages.last_stage_check(funnel, conf.funnel, stage_evaluator),
+                    steps.last_stage_check(funnel, conf.funnel, stage_evaluator),
                 )
                 tracker.log_lineage(funnel.winner.structural_hash(), search.records)
         contender = (simple.program if simple is not None
                      else seed_programs.SEEDS[conf.funnel.baseline]())
-        with tracker.stage("benchmark", params=stages.settings_params(conf.benchmark)):
-            bench = stages.benchmark_stage(
+        with tracker.child_run("benchmark", params=as_params(conf.benchmark)):
+            bench = steps.benchmark_step(
                 contender, funnel.winner_lr_multiplier if simple is not None else 1.0,
                 conf.benchmark, tracker,
-                stages.benchmark_progress(conf.benchmark) if show_progress else None,
+                steps.benchmark_progress(conf.benchmark) if show_progress else None,
             )
         champion, version = _register_champion(conf, tracker, search, funnel, contender, bench)
     return {
@@ -222,8 +222,8 @@ def discover_flow(
         "proxy_noise": proxy.noise,
         "registered": f"models:/{conf.register.model_name}@{conf.register.alias}",
         "model_version": getattr(version, "version", None),
-        "evolve": stages.summary_of(search),
-        "funnel": funnel.format(stages.funnel_labels(funnel, conf.funnel.baseline)),
+        "evolve": steps.summary_of(search),
+        "funnel": funnel.format(steps.funnel_labels(funnel, conf.funnel.baseline)),
         "benchmark": bench.format(),
         "benchmark_table": bench.table(),
     }
@@ -234,11 +234,11 @@ def _discover_evolve(conf: Configuration, tracker: Tracker, run_dir: str,
     """discover's evolve stage (its own child run, reopened on a re-run): the search and the
     calibrated proxy it scored on."""
     cfg = conf.evolve
-    with tracker.stage("evolve", params=stages.settings_params(cfg),
+    with tracker.child_run("evolve", params=as_params(cfg),
                        run_id=rundir.remembered_run(run_dir, tracker, "evolve")) as ev_id:
         rundir.remember_run(run_dir, tracker, "evolve", ev_id)
-        proxy = stages.calibrated_proxy(cfg, run_dir, tracker)
-        search = stages.evolve_stage(
+        proxy = steps.calibrated_proxy(cfg, run_dir, tracker)
+        search = steps.evolve_step(
             cfg, conf.experiment, run_dir,
             prefect_evaluator(cfg, proxy, str(Path(run_dir) / "batches")),
             budget=budget, tracker=tracker,
@@ -262,7 +262,7 @@ def _register_champion(conf: Configuration, tracker: Tracker, search: Search,
                       MLFLOW_RUN_NOTE: report.run_description(
                           champion, contender, beat, funnel, bench, model_uri)})
     tracker.log_metrics(report.headline_metrics(best_proxy, funnel, bench))
-    version = stages.register_stage(
+    version = steps.register_step(
         champion, conf.register, tracker,
         description=report.version_description(champion, beat, bench, model_uri),
         tags=report.version_tags(champion, beat, funnel, bench, best_proxy,

@@ -6,14 +6,18 @@ gin binds these (``flows.config`` registers them); the flows read them. A gin fi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass, field, fields, is_dataclass
+from enum import Enum
 
 from pipeline.evaluator import Hurdles
 from pipeline.funnel import Stage
+from pipeline.program import Program
 from pipeline.proxy import Proxy
 from pipeline.search_config import EvolutionConfig
 
 __all__ = [
+    "as_params",
     "BenchmarkSettings",
     "EvolveSettings",
     "Experiment",
@@ -145,3 +149,33 @@ class TrackingSettings:
     retries: int = 3
     retry_backoff_s: float = 1.0
     connect_timeout_s: float = 5.0
+
+
+def as_params(*objs) -> dict[str, object]:
+    """Flat params for MLflow from settings dataclasses, one per setting and uncut: a nested
+    settings object's fields under its gin name (``Proxy.tasks``), a tuple of them under each
+    one's name or index (``FunnelSettings.stages.B.task``)."""
+    out: dict[str, object] = {}
+
+    def add(prefix: str, obj) -> None:
+        for f in fields(obj):
+            if not f.init:  # derived state (a cache), not a setting
+                continue
+            v = getattr(obj, f.name)
+            if isinstance(v, Program):
+                out[f"{prefix}.{f.name}"] = v.to_text()
+            elif is_dataclass(v):
+                add(type(v).__name__, v)
+            elif isinstance(v, tuple | list) and v and all(is_dataclass(x) for x in v):
+                for i, x in enumerate(v):
+                    add(f"{prefix}.{f.name}.{getattr(x, 'name', i)}", x)
+            elif isinstance(v, Enum):
+                out[f"{prefix}.{f.name}"] = v.name
+            elif isinstance(v, int | float | str | bool) or v is None:
+                out[f"{prefix}.{f.name}"] = v
+            else:
+                out[f"{prefix}.{f.name}"] = json.dumps(v, default=str)
+
+    for obj in objs:
+        add(type(obj).__name__, obj)
+    return out

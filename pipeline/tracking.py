@@ -1,13 +1,16 @@
-"""MLflow tracking for searches: a parent run per ``discover``, a child run per stage.
+"""MLflow tracking for searches: a parent run per ``discover``, a child run per step.
+
+The steps are evolve, funnel, simplify, benchmark and register; each child run is tagged
+``stage`` with its step's name (the tag the MLflow UI filters on).
 
 Example::
 
     tracker = Tracker("quickstart")
     with tracker.run("discover", config_text=gin_text, params=params, seed=0):
-        with tracker.stage("evolve"):
+        with tracker.child_run("evolve"):
             for batch in search:                    # lists of CandidateRecord
                 tracker.log_candidates(batch, search.stats)
-        with tracker.stage("simplify"):
+        with tracker.child_run("simplify"):
             tracker.log_simplification(winner, simplified)
             tracker.log_lineage(winner.structural_hash())
             tracker.register(simplified)
@@ -215,7 +218,8 @@ class Tracker:
 
     def _top(self) -> _OpenRun:
         if not self._stack:
-            raise RuntimeError("No open run: use `with tracker.run(...)` or `tracker.stage(...)`.")
+            raise RuntimeError("No open run: use `with tracker.run(...)` or "
+                               "`tracker.child_run(...)`.")
         return self._stack[-1]
 
     @contextmanager
@@ -229,7 +233,7 @@ class Tracker:
         tags: Mapping[str, str] | None = None,
         run_id: str | None = None,
     ) -> Iterator[str]:
-        """A run (the parent of the stages opened inside it); yields its id.
+        """A run (the parent of the child runs opened inside it); yields its id.
 
         Logs ``config_text`` (the operative gin config) as ``config/operative_config.gin``,
         ``params``, and tags: the git commit when there is one, the seed, and ``tags``.
@@ -250,7 +254,7 @@ class Tracker:
             yield opened
 
     @contextmanager
-    def stage(
+    def child_run(
         self,
         name: str,
         *,
@@ -259,8 +263,8 @@ class Tracker:
     ) -> Iterator[str]:
         """A child run of the open run (a top-level run when none is open); yields its id.
 
-        On exit the buffered candidates and metrics are written, and a stage that logged
-        candidates gets ``plots/fitness.png``. ``run_id`` reopens an earlier stage run.
+        On exit the buffered candidates and metrics are written, and a step that logged
+        candidates gets ``plots/fitness.png``. ``run_id`` reopens an earlier child run.
         """
         with self._open(name, {"stage": name}, run_id) as opened:
             if params and run_id is None:

@@ -162,9 +162,9 @@ def _register_discover_like(program: Program) -> str:
 
     tracker = Tracker("cli")
     with tracker.run("discover") as run_id:
-        with tracker.stage("evolve"):
+        with tracker.child_run("evolve"):
             tracker.log_metrics({"best_fitness": -0.25, "proxy_noise": 0.0125})
-        with tracker.stage("benchmark"):
+        with tracker.child_run("benchmark"):
             tracker.log_text("optimizer  digits_mlp\nadamw          0.3125\n", "benchmark.txt")
         tracker.set_tags({"beat_baseline": "True", "champion": "discovered"})
         tracker.register(program)

@@ -36,7 +36,7 @@ def test_loading_the_entrypoint_keeps_the_flows_package_importable_by_name(monke
 
     probe = subprocess.run(
         [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
-         "import flows.prefect_flows, flows.stages", folder],
+         "import flows.prefect_flows, flows.steps", folder],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert probe.returncode == 0, probe.stderr[-2000:]

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from flows import rundir, stages
+from flows import rundir, steps
 from flows.settings import EvolveSettings, Experiment
 from pipeline import seeds
 from pipeline.evolve import evaluate_each
@@ -157,7 +157,7 @@ def test_a_tracking_outage_mid_run_loses_no_candidate_and_logs_none_twice(
     with pytest.raises(Exception):  # noqa: B017 - the final flush and closing the run fail
         with first.run("evolve") as run_id:
             rundir.remember_run(run_dir, first, "evolve", run_id)
-            stages.evolve_stage(cfg, Experiment(seed=0), run_dir, evaluate, tracker=first)
+            steps.evolve_step(cfg, Experiment(seed=0), run_dir, evaluate, tracker=first)
     assert "kept for the next flush" in caplog.text
     checkpoint = json.loads((run_dir / rundir.SEARCH_FILE).read_text())
     assert checkpoint["records"] == 120  # the search went on through both outages
@@ -170,7 +170,7 @@ def test_a_tracking_outage_mid_run_loses_no_candidate_and_logs_none_twice(
     again = tracker()
     with again.run("evolve", run_id=rundir.remembered_run(run_dir, again, "evolve")) as rid:
         assert rid == run_id
-        search = stages.evolve_stage(cfg, Experiment(seed=0), run_dir, evaluate, tracker=again)
+        search = steps.evolve_step(cfg, Experiment(seed=0), run_dir, evaluate, tracker=again)
     assert calls == evaluated and len(search.records) == 120  # nothing evaluated again
     assert _indices(server.uri, run_id, tmp_path / "b") == list(range(120))
 
@@ -189,10 +189,10 @@ def test_a_batch_past_its_time_limit_is_stopped_scored_worst_and_the_search_goes
     cache_dir = tmp_path / "run" / "batches"
 
     def evaluate(programs):
-        return stages.evaluate_texts([p.to_text() for p in programs], cfg.proxy,
+        return steps.evaluate_texts([p.to_text() for p in programs], cfg.proxy,
                                      cfg.hurdles, str(cache_dir), cfg.eval_timeout_s)
 
-    search = stages.evolve_stage(cfg, Experiment(seed=0), tmp_path / "run", evaluate)
+    search = steps.evolve_step(cfg, Experiment(seed=0), tmp_path / "run", evaluate)
     assert len(search.records) == 33  # the search went on
     evaluated = [r for r in search.records if not r.cache_hit and r.structural_hash]
     assert evaluated and all(r.rejection == "timeout" and r.fitness == -math.inf
@@ -210,8 +210,8 @@ def test_within_its_time_limit_a_batch_scores_as_it_does_in_process():
     settings = EvolveSettings(proxy=Proxy(scale=0.25))
     texts = [seeds.adamw().to_text(), seeds.lion().to_text(), "x = g * 1e30\nupdate = x * lr\n"]
     args = (texts, settings.proxy, settings.hurdles)
-    in_process = stages.evaluate_texts(*args)
-    in_worker = stages.evaluate_texts(*args, timeout_s=120.0)
+    in_process = steps.evaluate_texts(*args)
+    in_worker = steps.evaluate_texts(*args, timeout_s=120.0)
     assert in_worker == in_process and in_process[2].fitness == -math.inf
     assert all(len(r.lr_multipliers) == 1 for r in in_process)  # which multiplier won
     assert len(_workers()) == 1  # an idle worker, kept for the next call

@@ -51,7 +51,7 @@ def _register_raw(store: str, tmp_path: Path, text: str, name: str, edit_mlmodel
 
 def test_winner_is_registered_with_alias_champion_and_loads_back_as_the_same_program(store):
     tracker = Tracker("cfg")
-    with tracker.run("discover"), tracker.stage("register") as run_id:
+    with tracker.run("discover"), tracker.child_run("register") as run_id:
         first = tracker.register(seeds.lion())
         second = tracker.register(seeds.signsgd())
     client = MlflowClient(store, store)
@@ -71,7 +71,7 @@ def test_winner_is_registered_with_alias_champion_and_loads_back_as_the_same_pro
 def test_a_version_gets_its_model_card_and_a_rule_that_ignores_lr_loads_with_a_warning(store):
     fixed = pipeline.Program.parse("m = interp(g, m, 0.9)\nu = sign(m)\nupdate = u * 0.001\n")
     tracker = Tracker("cfg")
-    with tracker.run("discover"), tracker.stage("register"):
+    with tracker.run("discover"), tracker.child_run("register"):
         tracker.register(fixed, description="the card", tags={"reads_lr": "False"},
                          model_description="found by lionforge")
     client = MlflowClient(store, store)
@@ -81,7 +81,7 @@ def test_a_version_gets_its_model_card_and_a_rule_that_ignores_lr_loads_with_a_w
     assert client.get_registered_model(DEFAULT_MODEL_NAME).description == "found by lionforge"
     with pytest.warns(UserWarning, match="never reads lr"):
         load_optimizer(CHAMPION)
-    with tracker.run("discover"), tracker.stage("register"):
+    with tracker.run("discover"), tracker.child_run("register"):
         tracker.register(seeds.lion())  # an empty model description leaves the model's alone
     assert client.get_registered_model(DEFAULT_MODEL_NAME).description == "found by lionforge"
     with warnings.catch_warnings():
@@ -91,7 +91,7 @@ def test_a_version_gets_its_model_card_and_a_rule_that_ignores_lr_loads_with_a_w
 
 def test_pyfunc_loader_gives_a_keras_optimizer_and_predicts_the_first_update(store):
     tracker = Tracker("cfg")
-    with tracker.stage("register"):
+    with tracker.child_run("register"):
         tracker.register(seeds.lion(), name="pyfunc-test")
     model = mlflow.pyfunc.load_model("models:/pyfunc-test@champion")
     opt = model.unwrap_python_model().optimizer(learning_rate=0.01)
@@ -104,7 +104,7 @@ def test_load_optimizer_from_champion_trains_a_keras_model(store):
     import keras
 
     tracker = Tracker("cfg")
-    with tracker.stage("register"):
+    with tracker.child_run("register"):
         tracker.register(seeds.adamw())
     opt = pipeline.load_optimizer(CHAMPION, learning_rate=0.05)  # the package-level name
     assert isinstance(opt, ProgramOptimizer) and opt.program == seeds.adamw()

@@ -20,7 +20,7 @@ from prefect_dask import DaskTaskRunner
 
 from flows import config
 from flows.prefect_flows import discover_flow, evaluate_chunk
-from flows.stages import evaluate_texts
+from flows.steps import evaluate_texts
 from pipeline import seeds
 from pipeline.evaluator import Hurdles
 from pipeline.proxy import Proxy

@@ -218,7 +218,7 @@ def test_functions_of_t_that_never_change_become_literals():
 
 def test_a_statement_that_matters_on_the_target_but_barely_on_the_proxy_is_kept():
     from flows.settings import SimplifySettings
-    from flows.stages import simplify_stage
+    from flows.steps import simplify_step
 
     # Real training of both (NumPy executor): the proxy is a noise-free, well-conditioned
     # quadratic, where AdamW's momentum, eps and normaliser barely matter; the target is an
@@ -227,7 +227,7 @@ def test_a_statement_that_matters_on_the_target_but_barely_on_the_proxy_is_kept(
     target = Quadratic(dim=16, condition=1000.0, steps=100, lr=0.05, noise=0.3)
     program = seeds.adamw()
     cfg = SimplifySettings(noise_fraction=0.5, evolve_steps=10)
-    blind = simplify_stage(program, cfg, evaluate_each(proxy), noise=0.6)
+    blind = simplify_step(program, cfg, evaluate_each(proxy), noise=0.6)
     assert len(blind.program) < len(program) and target(blind.program) < target(program) - 1
     verdicts = []
 
@@ -236,12 +236,12 @@ def test_a_statement_that_matters_on_the_target_but_barely_on_the_proxy_is_kept(
         verdicts.append(f)
         return f >= target(program) - 0.1, f"target {f:.3f}"
 
-    kept = simplify_stage(program, cfg, evaluate_each(proxy), noise=0.6, holds_up=holds_up)
+    kept = simplify_step(program, cfg, evaluate_each(proxy), noise=0.6, holds_up=holds_up)
     assert verdicts and verdicts[0] < target(program) - 1  # the loose result was checked
     assert same_behaviour(program, kept.program)  # only exact passes remain
     assert target(kept.program) == target(program)
     # No noise known: the exact passes only.
-    exact = simplify_stage(program, cfg, evaluate_each(proxy), noise=None)
+    exact = simplify_step(program, cfg, evaluate_each(proxy), noise=None)
     assert exact.program == kept.program
 
 

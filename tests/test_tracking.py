@@ -81,7 +81,7 @@ def test_candidates_table_has_one_row_per_candidate_across_batched_appends(store
     records = _records(250)
     stats = SearchStats()  # the search's counts, which the tracker reads
     with tracker.run("discover", seed=0):
-        with tracker.stage("evolve") as run_id:
+        with tracker.child_run("evolve") as run_id:
             for i in range(0, 250, 30):  # batches that do not line up with flush_rows
                 _log(tracker, stats, records[i : i + 30])
     client = MlflowClient(store)
@@ -102,7 +102,7 @@ def test_metrics_are_logged_per_step_with_best_so_far_and_hit_rates(store):
     tracker = Tracker("cfg", flush_rows=1000, metrics_every=50)
     records = _records(230)
     stats = SearchStats()  # the search's counts, which the tracker reads
-    with tracker.stage("evolve") as run_id:
+    with tracker.child_run("evolve") as run_id:
         for i in range(0, 230, 30):  # the last batch, 20, brings 50 since the step at 180
             _log(tracker, stats, records[i : i + 30])
     client = MlflowClient(store)
@@ -126,7 +126,7 @@ def test_candidates_per_s_covers_whole_batches_so_it_does_not_saw_tooth(store):
     tracker = Tracker("cfg", flush_rows=1000, metrics_every=100)
     records, pause = _records(450), 0.05  # each batch "takes" at least 50 ms to evaluate
     stats = SearchStats()  # the search's counts, which the tracker reads
-    with tracker.stage("evolve") as run_id:
+    with tracker.child_run("evolve") as run_id:
         for i in range(0, 450, 150):
             time.sleep(pause)
             _log(tracker, stats, records[i : i + 150])
@@ -138,10 +138,10 @@ def test_candidates_per_s_covers_whole_batches_so_it_does_not_saw_tooth(store):
 def test_a_resumed_stage_logs_only_the_missing_rows_and_times_only_new_batches(store, tmp_path):
     records = _records(200)
     first = Tracker("cfg", flush_rows=10, metrics_every=50)
-    with first.stage("evolve") as run_id:
+    with first.child_run("evolve") as run_id:
         _log(first, SearchStats(), records[:90])  # a crash would leave these 90 in the table
     again = Tracker("cfg", flush_rows=10, metrics_every=50)
-    with again.stage("evolve", run_id=run_id):
+    with again.child_run("evolve", run_id=run_id):
         stats = SearchStats()
         stats.count(records[:150])  # a resumed search's counts
         assert again.resume_candidates(records[:150], stats) == 90
@@ -172,9 +172,9 @@ def test_parent_run_has_config_params_seed_and_child_stage_runs(store, tmp_path)
     tracker = Tracker("quickstart")
     with tracker.run("discover", config_text="evolve.budget = 10\n", params={"budget": 10},
                      seed=7, tags={"kind": "test"}) as parent:
-        with tracker.stage("evolve", params={"population": 8}) as evolve_id:
+        with tracker.child_run("evolve", params={"population": 8}) as evolve_id:
             _log(tracker, SearchStats(), _records(5))
-        with tracker.stage("funnel"):
+        with tracker.child_run("funnel"):
             tracker.log_table([{"program": "a", "stage": "B", "fitness": 1.5}], "funnel")
     client = MlflowClient(store)
     run = client.get_run(parent)
@@ -195,7 +195,7 @@ def test_parent_run_has_config_params_seed_and_child_stage_runs(store, tmp_path)
 def test_stage_that_raises_is_marked_failed_and_keeps_its_candidates(store, tmp_path):
     tracker = Tracker("cfg", flush_rows=1000)
     with pytest.raises(ZeroDivisionError):
-        with tracker.stage("evolve") as run_id:
+        with tracker.child_run("evolve") as run_id:
             _log(tracker, SearchStats(), _records(12))
             1 / 0  # noqa: B018
     client = MlflowClient(store)
@@ -207,7 +207,7 @@ def test_plots_are_logged_as_artifacts(store):
     tracker = Tracker("cfg")
     records = _records(40)
     stats = SearchStats()  # the search's counts, which the tracker reads
-    with tracker.stage("evolve") as run_id:
+    with tracker.child_run("evolve") as run_id:
         _log(tracker, stats, records[:20])
         tracker.mark_restart(20, "from_best")
         _log(tracker, stats, records[20:])
@@ -222,7 +222,7 @@ def test_simplification_logs_before_after_and_their_diff(store, tmp_path):
     tracker = Tracker("cfg")
     before = Program.parse("a = g * 1.0\nb = sign(g)\nupdate = b * lr\n")
     after = Program.parse("b = sign(g)\nupdate = b * lr\n")
-    with tracker.stage("simplify") as run_id:
+    with tracker.child_run("simplify") as run_id:
         tracker.log_simplification(before, after)
     client = MlflowClient(store)
 
@@ -264,7 +264,7 @@ def test_lineage_follows_parent_hashes_from_seed_and_shows_each_change():
 
 def test_log_lineage_refuses_a_hash_that_is_not_a_str(store):
     tracker = Tracker("cfg")
-    with tracker.stage("simplify"), pytest.raises(TypeError, match="winner_hash.*method"):
+    with tracker.child_run("simplify"), pytest.raises(TypeError, match="winner_hash.*method"):
         tracker.log_lineage(seeds.adamw().structural_hash)  # the method, not its value
 
 
@@ -281,7 +281,7 @@ def test_the_funnel_stage_labels_programs_by_rank_and_behaviour_and_the_baseline
     from types import SimpleNamespace
 
     from flows.settings import FunnelSettings
-    from flows.stages import funnel_stage
+    from flows.steps import funnel_step
     from pipeline.funnel import Stage
     from pipeline.numpy_tasks import Quadratic
 
@@ -296,8 +296,8 @@ def test_the_funnel_stage_labels_programs_by_rank_and_behaviour_and_the_baseline
     cfg = FunnelSettings(top_k=3, stages=(Stage("B", "quadratic", 8), Stage("C", "quadratic", 32)),
                          seeds=(0, 1), lr_multipliers=(1 / 3, 1.0, 3.0))
     tracker = Tracker("cfg")
-    with tracker.stage("funnel") as run_id:
-        assert funnel_stage(search, cfg, evaluate, tracker).winner == ranked[0]
+    with tracker.child_run("funnel") as run_id:
+        assert funnel_step(search, cfg, evaluate, tracker).winner == ranked[0]
     client = MlflowClient(store)
     table = _table(client, run_id, "tables/funnel.json", tmp_path)
     rows = [dict(zip(table["columns"], r, strict=True)) for r in table["data"]]
@@ -326,7 +326,7 @@ def test_the_metrics_are_the_search_s_own_statistics(store):
     search = Search(EvolutionConfig(population_size=16, tournament_size=4, batch_size=8),
                     rng_seed=0)
     tracker = Tracker("cfg", metrics_every=1)
-    with tracker.stage("evolve") as run_id:
+    with tracker.child_run("evolve") as run_id:
         search.run(evaluate_each(Quadratic(steps=20)), 81,
                    on_batch=lambda batch: tracker.log_candidates(batch, search.stats))
     client = MlflowClient(store)

@@ -1,8 +1,10 @@
-"""The stages of a discovery as plain functions: evolve, funnel, simplify, benchmark, register.
+"""The steps of a discovery as plain functions: evolve, funnel, simplify, benchmark, register.
 
-Each takes its settings, an ``evaluate`` function and an optional :class:`Tracker`; the
-Prefect flows in :mod:`flows.prefect_flows` are thin wrappers that supply Prefect-task evaluation.
-Nothing here depends on Prefect, so every stage runs and tests as plain Python.
+Each takes its settings, an ``evaluate`` function and an optional :class:`Tracker` (each step
+logs to its own MLflow child run, tagged ``stage``); the Prefect flows in
+:mod:`flows.prefect_flows` are thin wrappers that supply Prefect-task evaluation. Nothing here
+depends on Prefect, so every step runs and tests as plain Python. A *stage* is a rung of the
+funnel (:class:`pipeline.funnel.Stage`); what a run dir holds is in :mod:`flows.rundir`.
 """
 
 from __future__ import annotations
@@ -12,8 +14,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import fields, is_dataclass, replace
-from enum import Enum
+from dataclasses import replace
 from pathlib import Path
 
 from flows.progress import Progress, counted
@@ -54,13 +55,13 @@ __all__ = [
     "EvaluateBatch",
     "batch_key",
     "calibrated_proxy",
-    "benchmark_stage",
+    "benchmark_step",
     "evaluate_texts",
-    "evolve_stage",
-    "funnel_stage",
+    "evolve_step",
+    "funnel_step",
     "last_stage_check",
-    "register_stage",
-    "simplify_stage",
+    "register_step",
+    "simplify_step",
     "summary_of",
     "task_evaluator",
 ]
@@ -68,7 +69,7 @@ __all__ = [
 # programs -> fitnesses (higher is better) or evaluator verdicts, in order
 EvaluateBatch = Callable[[Sequence[Program]], "list[float | Verdict]"]
 
-BENCHMARK_CONTENDERS = 3  # benchmark_stage's: the program, Keras' AdamW and Keras' Lion
+BENCHMARK_CONTENDERS = 3  # benchmark_step's: the program, Keras' AdamW and Keras' Lion
 
 
 # ---- evaluation -------------------------------------------------------------------------------
@@ -193,7 +194,7 @@ def summary_of(search: Search) -> dict:
     }
 
 
-def evolve_stage(
+def evolve_step(
     cfg: EvolveSettings,
     exp: Experiment,
     run_dir: str | os.PathLike,
@@ -260,7 +261,7 @@ def stage_evaluator(cfg: EvolveSettings, evaluator: Evaluator | None = None
     return run
 
 
-def funnel_stage(
+def funnel_step(
     search: Search, cfg: FunnelSettings, evaluator, tracker: Tracker | None = None,
     progress: Progress | None = None,
 ) -> FunnelResult:
@@ -309,7 +310,7 @@ def funnel_labels(result: FunnelResult, baseline: str) -> dict[str, str]:
     return labels
 
 
-def simplify_stage(
+def simplify_step(
     program: Program,
     cfg: SimplifySettings,
     fitness,
@@ -367,7 +368,7 @@ def last_stage_check(funnel: FunnelResult, cfg: FunnelSettings, evaluator
     return holds_up
 
 
-def benchmark_stage(
+def benchmark_step(
     program: Program,
     lr_multiplier: float,
     cfg: BenchmarkSettings,
@@ -412,7 +413,7 @@ def benchmark_progress(cfg: BenchmarkSettings) -> Progress:
     return Progress(runs, label="benchmark", unit="runs")
 
 
-def register_stage(
+def register_step(
     program: Program, cfg: RegisterSettings, tracker: Tracker, *, description: str = "",
     tags: dict[str, str] | None = None,
 ) -> object:
@@ -421,33 +422,3 @@ def register_stage(
     return tracker.register(program, name=cfg.model_name, alias=cfg.alias,
                             description=description, tags=tags,
                             model_description=REGISTERED_MODEL_DESCRIPTION)
-
-
-def settings_params(*objs) -> dict[str, object]:
-    """Flat params for MLflow from settings dataclasses, one per setting and uncut: a nested
-    settings object's fields under its gin name (``Proxy.tasks``), a tuple of them under each
-    one's name or index (``FunnelSettings.stages.B.task``)."""
-    out: dict[str, object] = {}
-
-    def add(prefix: str, obj) -> None:
-        for f in fields(obj):
-            if not f.init:  # derived state (a cache), not a setting
-                continue
-            v = getattr(obj, f.name)
-            if isinstance(v, Program):
-                out[f"{prefix}.{f.name}"] = v.to_text()
-            elif is_dataclass(v):
-                add(type(v).__name__, v)
-            elif isinstance(v, tuple | list) and v and all(is_dataclass(x) for x in v):
-                for i, x in enumerate(v):
-                    add(f"{prefix}.{f.name}.{getattr(x, 'name', i)}", x)
-            elif isinstance(v, Enum):
-                out[f"{prefix}.{f.name}"] = v.name
-            elif isinstance(v, int | float | str | bool) or v is None:
-                out[f"{prefix}.{f.name}"] = v
-            else:
-                out[f"{prefix}.{f.name}"] = json.dumps(v, default=str)
-
-    for obj in objs:
-        add(type(obj).__name__, obj)
-    return out
