@@ -18,6 +18,7 @@ from pathlib import Path
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
+from pydantic.json_schema import SkipJsonSchema  # settings: passed in-process, never a UI form
 
 from flows import config, rediscover, rundir, steps
 from flows.config import Configuration
@@ -103,7 +104,7 @@ def _setup(gin_files: Sequence[str], gin_params: Sequence[str] | None,
 def evolve_flow(
     gin_files: list[str], gin_params: list[str] | None = None, run_dir: str = "runs/evolve",
     budget: int | None = None, show_progress: bool = True,
-    settings: Configuration | None = None,
+    settings: SkipJsonSchema[Configuration | None] = None,
 ) -> dict:
     """Warm-started regularized evolution on the proxy task; resumes from ``run_dir``.
     ``settings``: what ``gin_files`` configure, when the caller has parsed them already."""
@@ -126,7 +127,7 @@ def evolve_flow(
 
 @flow(name="lionforge-funnel")
 def funnel_flow(gin_files: list[str], gin_params: list[str] | None = None,
-                run_dir: str = "runs/evolve", settings: Configuration | None = None
+                run_dir: str = "runs/evolve", settings: SkipJsonSchema[Configuration | None] = None
                 ) -> list[dict]:
     """The search in ``run_dir`` through the funnel; returns the funnel table."""
     conf, tracker = _setup(gin_files, gin_params, settings)
@@ -142,7 +143,7 @@ def funnel_flow(gin_files: list[str], gin_params: list[str] | None = None,
 @flow(name="lionforge-simplify")
 def simplify_flow(program_text: str, gin_files: list[str],
                   gin_params: list[str] | None = None,
-                  settings: Configuration | None = None) -> str:
+                  settings: SkipJsonSchema[Configuration | None] = None) -> str:
     """A program simplified to a readable rule; returns its text."""
     conf, tracker = _setup(gin_files, gin_params, settings)
     program = Program.parse(program_text)
@@ -157,7 +158,7 @@ def simplify_flow(program_text: str, gin_files: list[str],
 @flow(name="lionforge-benchmark")
 def benchmark_flow(program_text: str, gin_files: list[str],
                    gin_params: list[str] | None = None, lr_multiplier: float = 1.0,
-                   settings: Configuration | None = None) -> list[dict]:
+                   settings: SkipJsonSchema[Configuration | None] = None) -> list[dict]:
     """A program against Keras' AdamW and Lion on the target tasks."""
     conf, tracker = _setup(gin_files, gin_params, settings)
     cfg = conf.benchmark
@@ -172,7 +173,7 @@ def benchmark_flow(program_text: str, gin_files: list[str],
 def discover_flow(
     gin_files: list[str], gin_params: list[str] | None = None, run_dir: str = "runs/discover",
     budget: int | None = None, show_progress: bool = True, parent_run_id: str | None = None,
-    settings: Configuration | None = None,
+    settings: SkipJsonSchema[Configuration | None] = None,
 ) -> dict:
     """evolve -> funnel -> simplify -> benchmark -> register, in one tracked MLflow run
     (nested under ``parent_run_id`` when given)."""
@@ -276,7 +277,7 @@ def _register_champion(conf: Configuration, tracker: Tracker, search: Search,
 def rediscover_flow(gin_files: list[str], gin_params: list[str] | None = None,
                     seeds: Sequence[int] = (0, 1, 2, 3, 4),
                     run_root: str = "runs/rediscover",
-                    settings: Configuration | None = None) -> list[dict]:
+                    settings: SkipJsonSchema[Configuration | None] = None) -> list[dict]:
     """One independent ``discover`` per seed (``Experiment.seed``), each resumable in
     ``run_root/seed_N`` and nested under one MLflow ``rediscover`` run; each winner is
     classified by behaviour. A finished seed is never re-run. Returns the table's rows."""

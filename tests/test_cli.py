@@ -78,6 +78,18 @@ def test_gin_flags_are_on_the_commands_that_read_gin_each_with_its_own_binding(c
         assert "unrecognized arguments: --gin_file" in capsys.readouterr().err
 
 
+def test_defining_the_flows_prints_no_schema_warnings():
+    """Prefect builds each flow's parameter schema when the flow is defined; the parsed
+    ``settings`` it may be handed is left out of it (its nested defaults are programs, which
+    JSON cannot hold, and each once printed a screenful of warnings before any output)."""
+    code = ("import flows.prefect_flows as f; "
+            "print(sorted(f.discover_flow.parameters.properties))")
+    out = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True,
+                         text=True, timeout=300, check=True)
+    assert "JsonSchemaWarning" not in out.stderr
+    assert "'gin_files'" in out.stdout and "'settings'" not in out.stdout
+
+
 def test_a_gin_typo_names_the_file_the_line_and_the_binding(tmp_path, capsys):
     bad = tmp_path / "typo.gin"
     bad.write_text(f"include '{SMOKE}'\nEvolveSettings.budgte = 5\n")
