@@ -14,9 +14,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from flows.rundir import write_json
 from pipeline.classify import RuleClass, classify
 from pipeline.program import Program
+from pipeline.store import write_json
 
 __all__ = ["ROW_FILE", "format_table", "parse_seeds", "read_row", "row_of", "seed_dir",
            "write_row"]

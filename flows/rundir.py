@@ -4,7 +4,8 @@ A run dir (``--run_dir``) is where a search lives between invocations: its check
 (``search.json``, with the records file beside it), the proxy's calibration, the settings
 it was started with, its summary, and which MLflow runs it logs to. Resuming a run dir with
 other settings is refused (:func:`check_run_dir`), naming what differs. Every file here is
-written atomically (:func:`write_json`), so an interrupted write leaves the old file whole.
+written atomically (:func:`pipeline.store.write_json`), so an interrupted write leaves the
+old file whole.
 
 Nothing here imports TensorFlow or MLflow: the CLI checks a run dir before it loads either.
 """
@@ -16,29 +17,21 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipeline.store import write_json
+
 if TYPE_CHECKING:
     from flows.settings import EvolveSettings, Experiment
     from pipeline.tracking import Tracker
 
 __all__ = ["CALIBRATION_FILE", "RunDirMismatch", "SEARCH_FILE", "SETTINGS_FILE", "SUMMARY_FILE",
            "TRACKING_FILE", "check_run_dir", "open_run_dir", "remember_run", "remembered_run",
-           "search_identity", "write_json"]
+           "search_identity"]
 
 SEARCH_FILE = "search.json"
 CALIBRATION_FILE = "calibration.json"
 SETTINGS_FILE = "settings.json"  # what the search in a run dir was started with
 SUMMARY_FILE = "summary.json"
 TRACKING_FILE = "tracking.json"
-
-
-def write_json(path: str | os.PathLike, obj: object, indent: int | None = 2) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically (a temp file, then ``os.replace``),
-    creating the parent directories."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=indent))
-    os.replace(tmp, path)
 
 
 # ---- which MLflow runs a run dir logs to ------------------------------------------------------

@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from flows.progress import Progress, counted
-from flows.rundir import CALIBRATION_FILE, SEARCH_FILE, SUMMARY_FILE, open_run_dir, write_json
+from flows.rundir import CALIBRATION_FILE, SEARCH_FILE, SUMMARY_FILE, open_run_dir
 from flows.settings import (
     BenchmarkSettings,
     EvolveSettings,
@@ -48,6 +48,7 @@ from pipeline.report import REGISTERED_MODEL_DESCRIPTION
 from pipeline.screen import Verdict
 from pipeline.search_config import Budget
 from pipeline.simplify import SimplifyResult, simplify
+from pipeline.store import write_json
 from pipeline.tasks import make_task
 from pipeline.tracking import Tracker
 

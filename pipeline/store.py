@@ -19,7 +19,7 @@ from pathlib import Path
 from pipeline.fitness import from_json as fitness_from_json
 from pipeline.records import CandidateRecord
 
-__all__ = ["Store", "records_path"]
+__all__ = ["Store", "records_path", "write_json"]
 
 VERSION = 2  # of the checkpoint format
 _RECORD_FIELDS = tuple(f.name for f in fields(CandidateRecord))
@@ -29,6 +29,20 @@ def records_path(checkpoint: str | os.PathLike) -> Path:
     """The records file of a checkpoint: ``search.json`` -> ``search.records.jsonl``."""
     p = Path(checkpoint)
     return p.with_name(p.stem + ".records.jsonl")
+
+
+def write_json(path: str | os.PathLike, obj: object, *, indent: int | None = 2,
+               allow_nan: bool = True) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically: a temp file beside it, fsync'd, then
+    ``os.replace``'d onto it (parent folders are created). A crash leaves the old file whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=indent, allow_nan=allow_nan)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 class Store:
@@ -46,8 +60,8 @@ class Store:
     def save(self, state: dict, records: Sequence[CandidateRecord],
              notes: Sequence[dict]) -> None:
         """Append the records (each with its notes) not written yet, fsync, then write
-        ``state`` (with the format's version) to a temp file and ``os.replace`` it onto the
-        checkpoint."""
+        ``state`` (with the format's version) onto the checkpoint atomically
+        (:func:`write_json`)."""
         with open(self.records_path, "a" if self._written else "w", encoding="utf-8") as f:
             f.writelines(
                 json.dumps({**records[k].to_dict(), **notes[k]}, allow_nan=False) + "\n"
@@ -56,12 +70,7 @@ class Store:
             f.flush()
             os.fsync(f.fileno())
         self._written = len(records)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"version": VERSION, **state}, f, allow_nan=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        write_json(self.path, {"version": VERSION, **state}, indent=None, allow_nan=False)
 
     def load(self) -> tuple[dict, list[CandidateRecord], list[dict]]:
         """The checkpoint's state, and the records it covers with their notes (the keys of

@@ -208,3 +208,14 @@ def test_a_sigkilled_evolve_resumes_where_it_stopped_and_logs_every_candidate_on
     assert summary["candidates_evaluated"] == BUDGET
     assert records_path(run_dir / "search.json").read_bytes() == records_path(
         reference / "run" / "search.json").read_bytes()
+
+
+def test_a_json_write_that_fails_part_way_leaves_the_old_file_whole(tmp_path):
+    from pipeline.store import write_json
+
+    path = tmp_path / "deep" / "state.json"
+    write_json(path, {"best": 1.5, "rows": [1, 2]})  # creates the folders
+    before = path.read_text()
+    with pytest.raises(ValueError):  # NaN refused mid-document, after some bytes were written
+        write_json(path, {"rows": list(range(1000)), "best": math.nan}, allow_nan=False)
+    assert path.read_text() == before and json.loads(before) == {"best": 1.5, "rows": [1, 2]}
