@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _search_commands(sub) -> None:
     """The commands that search: discover, rediscover, evolve, funnel."""
     p = _command(sub, "discover", "evolve -> funnel -> simplify -> benchmark -> register",
-                 "The whole pipeline in one tracked MLflow run, a child run per stage; ends "
+                 "The whole pipeline in one tracked MLflow run, a child run per step; ends "
                  "with a table comparing the winner with Keras' AdamW and Lion and registers "
                  "the champion.",
                  "lionforge discover --gin_file gin/quickstart.gin",
@@ -142,7 +142,7 @@ def _program_commands(sub) -> None:
                  "Prints the program with what is known about it as '#' comment lines above "
                  "it, so the output is still a program: for a registered model its version, "
                  "aliases and tags, and the tags, metrics and tables of the run that "
-                 "registered it and of that run's stages; for a run dir or summary.json what "
+                 "registered it and of that run's steps; for a run dir or summary.json what "
                  "the summary holds; for every program whether it reads lr. Only reads: an "
                  "MLflow store that is not there is an error, never created.",
                  "lionforge show models:/lionforge-discovered@champion")

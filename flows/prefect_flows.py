@@ -114,14 +114,7 @@ def evolve_flow(
     with tracker.run("evolve", config_text=conf.text, params=as_params(cfg),
                      seed=exp.seed,
                      run_id=rundir.remembered_run(run_dir, tracker, "evolve")) as run_id:
-        rundir.remember_run(run_dir, tracker, "evolve", run_id)  # a re-run reopens this run
-        search = steps.evolve_step(
-            cfg, exp, run_dir,
-            prefect_evaluator(cfg, steps.calibrated_proxy(cfg, run_dir, tracker),
-                              str(Path(run_dir) / "batches")),
-            budget=budget, tracker=tracker,
-            progress=Progress(budget or cfg.budget) if show_progress else None,
-        )
+        search, _ = _evolve_in(conf, tracker, run_dir, run_id, budget, show_progress)
     return steps.summary_of(search)
 
 
@@ -232,19 +225,27 @@ def discover_flow(
 
 def _discover_evolve(conf: Configuration, tracker: Tracker, run_dir: str,
                      budget: int | None, show_progress: bool) -> tuple[Search, Proxy]:
-    """discover's evolve stage (its own child run, reopened on a re-run): the search and the
+    """discover's evolve step (its own child run, reopened on a re-run): the search and the
     calibrated proxy it scored on."""
+    with tracker.child_run("evolve", params=as_params(conf.evolve),
+                           run_id=rundir.remembered_run(run_dir, tracker, "evolve")) as ev_id:
+        return _evolve_in(conf, tracker, run_dir, ev_id, budget, show_progress)
+
+
+def _evolve_in(conf: Configuration, tracker: Tracker, run_dir: str, run_id: str,
+               budget: int | None, show_progress: bool) -> tuple[Search, Proxy]:
+    """The evolve step inside the MLflow run ``run_id`` that the caller opened: the run is
+    remembered in the run dir (a re-run reopens it), the proxy calibrated (or read back) and
+    the search run on Prefect tasks. Returns the search and the proxy it scored on."""
+    rundir.remember_run(run_dir, tracker, "evolve", run_id)
     cfg = conf.evolve
-    with tracker.child_run("evolve", params=as_params(cfg),
-                       run_id=rundir.remembered_run(run_dir, tracker, "evolve")) as ev_id:
-        rundir.remember_run(run_dir, tracker, "evolve", ev_id)
-        proxy = steps.calibrated_proxy(cfg, run_dir, tracker)
-        search = steps.evolve_step(
-            cfg, conf.experiment, run_dir,
-            prefect_evaluator(cfg, proxy, str(Path(run_dir) / "batches")),
-            budget=budget, tracker=tracker,
-            progress=Progress(budget or cfg.budget) if show_progress else None,
-        )
+    proxy = steps.calibrated_proxy(cfg, run_dir, tracker)
+    search = steps.evolve_step(
+        cfg, conf.experiment, run_dir,
+        prefect_evaluator(cfg, proxy, str(Path(run_dir) / "batches")),
+        budget=budget, tracker=tracker,
+        progress=Progress(budget or cfg.budget) if show_progress else None,
+    )
     return search, proxy
 
 

@@ -1,6 +1,6 @@
-"""Progress for people: one bar per stage on a terminal, plain log lines elsewhere.
+"""Progress for people: one bar per step on a terminal, plain log lines elsewhere.
 
-Each long stage (evolve, funnel, benchmark) reports ``done / total`` of its own unit, its
+Each long step (evolve, funnel, benchmark) reports ``done / total`` of its own unit, its
 rate since it started and an ETA. On a terminal that is one bar rewritten in place; off a
 terminal (a log file, CI) a line every ``every_s`` seconds and at the end.
 """
@@ -29,7 +29,7 @@ def duration(seconds: float) -> str:
 
 
 class Progress:
-    """Reports ``done / total`` of ``unit`` for the stage ``label``, the rate and an ETA.
+    """Reports ``done / total`` of ``unit`` for the step ``label``, the rate and an ETA.
 
     The rate counts only what this process did (a resumed search starts at its checkpoint),
     so the ETA is what is left at the current speed.
@@ -85,7 +85,7 @@ class Progress:
         self.step(self._done + n)
 
     def finish(self) -> None:
-        """The stage is done (a funnel gate may leave planned work undone): report 100%."""
+        """The step is done (a funnel gate may leave planned work undone): report 100%."""
         if self._done < self.total:
             self.step(self.total, force=True)
 

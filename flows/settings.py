@@ -1,4 +1,4 @@
-"""What an experiment sets: one frozen dataclass per stage, defaults from the papers.
+"""What an experiment sets: one frozen dataclass per step, defaults from the papers.
 
 gin binds these (``flows.config`` registers them); the flows read them. A gin file such as
 ``gin/quickstart.gin`` is a few bindings on top of these defaults.

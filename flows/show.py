@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["MissingProgram", "Source", "read_source", "run_read_only", "show_text"]
 
 _PROGRAM_KEYS = ("best_program", "winner")  # where a summary.json holds its program
-_MAX_TABLE_LINES = 60  # of a stage's text table printed by `show`
+_MAX_TABLE_LINES = 60  # of a step's text table printed by `show`
 
 
 class MissingProgram(LookupError):
@@ -144,7 +144,7 @@ def _is_mlflow_db(path: Path) -> bool:
 
 
 def _run_facts(client: MlflowClient, run_id: str, heading: str) -> list[str]:
-    """The run's own tags and metrics, then each of its stages' (child runs): metrics and
+    """The run's own tags and metrics, then each of its steps' (child runs): metrics and
     the text tables at the top of their artifacts (``funnel.txt``, ``benchmark.txt``)."""
     run = client.get_run(run_id)
     lines = [f"{heading} {run_id} ({run.info.run_name})",

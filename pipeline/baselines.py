@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from pipeline.evolve import Search
 from pipeline.program import Program
-from pipeline.search_config import EvolutionConfig, Strategy
+from pipeline.search_config import EvolutionConfig, Strategy, with_mutation
 
 __all__ = [
     "hyperparameter_config",
@@ -34,11 +34,9 @@ def random_search_config(config: EvolutionConfig | None = None) -> EvolutionConf
 
 def hyperparameter_config(config: EvolutionConfig | None = None) -> EvolutionConfig:
     """``config`` with constant tuning as the only mutation."""
-    config = config or EvolutionConfig()
-    mutation = replace(
-        config.mutation, insert=0.0, delete=0.0, change_arg=0.0, replace=0.0, tune_constant=1.0
-    )
-    return replace(config, strategy=Strategy.EVOLUTION, mutation=mutation)
+    tuning = with_mutation(config or EvolutionConfig(), insert=0.0, delete=0.0, change_arg=0.0,
+                           replace=0.0, tune_constant=1.0)
+    return replace(tuning, strategy=Strategy.EVOLUTION)
 
 
 def random_search(

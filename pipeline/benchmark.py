@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -29,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pipeline.fitness import WORST, mean_or_worst
+from pipeline.fitness import WORST, mean_or_worst, spread
 from pipeline.keras_optimizer import ProgramOptimizer
 from pipeline.program import Program
 from pipeline.tasks import Metric, Task
@@ -249,7 +248,7 @@ def run_benchmark(
                     metric=task.metric.value,
                     best_lr=best_lr,
                     mean=mean_or_worst(per_seed),
-                    std=statistics.pstdev(per_seed) if all(map(math.isfinite, per_seed)) else 0.0,
+                    std=spread(per_seed),
                     per_seed=per_seed,
                     grid=grid,
                     uses_lr=c.uses_lr,

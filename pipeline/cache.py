@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.execute import numpy_step
-from pipeline.fitness import from_json as fitness_from_json
-from pipeline.fitness import to_json as fitness_to_json
 from pipeline.program import Program
 
 __all__ = ["Probe", "fingerprint", "StructuralCache", "FECCache", "DEFAULT_PROBE"]
@@ -112,18 +110,6 @@ class StructuralCache:
     def put(self, key: str, fp: str, fitness: float) -> None:
         self.entries[key] = (fp, float(fitness))
 
-    def to_json(self) -> dict:
-        return {
-            "entries": [[k, fp, fitness_to_json(f)] for k, (fp, f) in self.entries.items()],
-            "lookups": self.lookups,
-            "hits": self.hits,
-        }
-
-    @classmethod
-    def from_json(cls, d: dict) -> StructuralCache:
-        entries = {k: (fp, fitness_from_json(f)) for k, fp, f in d["entries"]}
-        return cls(entries, d["lookups"], d["hits"])
-
 
 @dataclass
 class FECCache:
@@ -154,16 +140,3 @@ class FECCache:
 
     def __len__(self) -> int:
         return len(self.entries)
-
-    def to_json(self) -> dict:
-        return {
-            "max_size": self.max_size,
-            "entries": [[k, fitness_to_json(f)] for k, f in self.entries.items()],
-            "lookups": self.lookups,
-            "hits": self.hits,
-        }
-
-    @classmethod
-    def from_json(cls, d: dict) -> FECCache:
-        entries = OrderedDict((k, fitness_from_json(f)) for k, f in d["entries"])
-        return cls(d["max_size"], entries, d["lookups"], d["hits"])

@@ -4,8 +4,8 @@ Fitness is *higher is better* everywhere in lionforge. A candidate that was reje
 diverged (NaN/inf loss or parameters) or failed scores :data:`WORST`, which is ``-inf`` so
 that it sorts below every real score and no mean that includes it looks better.
 
-JSON has no infinities or NaN, so every file lionforge writes (checkpoints, caches, the
-records file, the candidates table, stage results) stores a worst fitness as ``null``;
+JSON has no infinities or NaN, so the files a search writes (checkpoints, the records file,
+the candidates table, evaluated batches, summaries) store a worst fitness as ``null``;
 :func:`from_json` also reads the strings (``"-inf"``) that older checkpoints hold.
 """
 
@@ -15,7 +15,7 @@ import math
 import statistics
 from collections.abc import Iterable
 
-__all__ = ["WORST", "finite_or_worst", "mean_or_worst", "to_json", "from_json"]
+__all__ = ["WORST", "finite_or_worst", "from_json", "mean_or_worst", "spread", "to_json"]
 
 WORST = float("-inf")
 
@@ -31,6 +31,13 @@ def mean_or_worst(xs: Iterable[float]) -> float:
     makes the whole score the worst: a mean must not hide it)."""
     xs = list(xs)
     return statistics.fmean(xs) if all(map(math.isfinite, xs)) else WORST
+
+
+def spread(xs: Iterable[float]) -> float:
+    """The seed-to-seed spread of ``xs``: their population standard deviation if every one is
+    finite, else 0.0 (their mean is then :data:`WORST`, beside which a spread means nothing)."""
+    xs = list(xs)
+    return statistics.pstdev(xs) if all(map(math.isfinite, xs)) else 0.0
 
 
 def to_json(x: float) -> float | None:

@@ -13,11 +13,10 @@ better), so the funnel runs on the batched TF evaluator in flows and on NumPy ta
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from pipeline.fitness import finite_or_worst, mean_or_worst
+from pipeline.fitness import finite_or_worst, mean_or_worst, spread
 from pipeline.program import Program
 from pipeline.seeds import adamw
 
@@ -197,7 +196,6 @@ def run_funnel(
 
 
 def _row(program, stage, mult, scores, is_baseline, beat) -> FunnelRow:
-    finite = all(map(math.isfinite, scores))
     return FunnelRow(
         program=program.to_text(),
         structural_hash=program.structural_hash(),
@@ -206,6 +204,6 @@ def _row(program, stage, mult, scores, is_baseline, beat) -> FunnelRow:
         lr_multiplier=mult,
         per_seed=tuple(scores),
         mean=mean_or_worst(scores),
-        std=statistics.pstdev(scores) if finite else 0.0,
+        std=spread(scores),
         beat_baseline=beat,
     )

@@ -27,7 +27,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from pipeline.fitness import WORST, finite_or_worst, mean_or_worst
+from pipeline.fitness import WORST, finite_or_worst, mean_or_worst, spread
 from pipeline.program import Program
 
 __all__ = [
@@ -246,8 +246,8 @@ def tune(programs: Sequence[Program], task: str, evaluate: TaskEvaluate,
         per_mult = [[run[i * len(mults) + j] for run in runs] for j in range(len(mults))]
         means = [mean_or_worst(xs) for xs in per_mult]
         j = max(range(len(mults)), key=lambda k: means[k])
-        std = statistics.pstdev(per_mult[j]) if math.isfinite(means[j]) else 0.0
-        out.append(Tuned(means[j], std, mults[j], len(mults) > 1 and j in (0, len(mults) - 1)))
+        at_edge = len(mults) > 1 and j in (0, len(mults) - 1)
+        out.append(Tuned(means[j], spread(per_mult[j]), mults[j], at_edge))
     return out
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -83,26 +82,12 @@ def test_fec_cache_evicts_the_least_recently_used():
     assert (cache.lookups, cache.hits, len(cache)) == (4, 3, 2)
 
 
-def test_fec_cache_json_round_trip_keeps_order_counts_and_worst_fitness():
-    cache = FECCache(max_size=3)
-    for k, f in [("a", 1.0), ("b", -math.inf), ("c", 0.5)]:
-        cache.put(k, f)
-    cache.get("a")
-    text = json.dumps(cache.to_json(), allow_nan=False)
-    back = FECCache.from_json(json.loads(text))
-    assert list(back.entries.items()) == list(cache.entries.items())
-    assert (back.max_size, back.lookups, back.hits) == (3, 1, 1)
-    back.put("d", 0.0)  # evicts the least recently used, b
-    assert "b" not in back.entries
-
-
-def test_structural_cache_counts_hits_and_round_trips():
+def test_structural_cache_counts_hits_and_keeps_a_worst_fitness():
     cache = StructuralCache()
     assert cache.get("h") is None
     cache.put("h", "fp", -math.inf)
     assert cache.get("h") == ("fp", -math.inf)
-    back = StructuralCache.from_json(json.loads(json.dumps(cache.to_json(), allow_nan=False)))
-    assert back.entries == cache.entries and (back.lookups, back.hits) == (2, 1)
+    assert (cache.lookups, cache.hits) == (2, 1)
 
 
 def test_fec_cache_size_must_be_positive():

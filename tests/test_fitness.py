@@ -33,3 +33,9 @@ def test_mean_or_worst_lets_no_diverged_value_hide_in_a_mean():
     assert fitness.mean_or_worst([1.0, 2.0]) == 1.5
     assert fitness.mean_or_worst([1.0, math.nan]) == fitness.WORST
     assert fitness.mean_or_worst(iter([3.0, -math.inf])) == fitness.WORST
+
+
+def test_spread_is_the_seed_std_and_zero_beside_a_worst_mean():
+    assert fitness.spread([1.0, 3.0]) == pytest.approx(1.0)  # population std
+    assert fitness.spread(iter([2.0])) == 0.0
+    assert fitness.spread([1.0, math.inf]) == 0.0 and fitness.spread([math.nan, 1.0]) == 0.0

@@ -139,7 +139,6 @@ def default_population(task: Task, programs: Sequence[Program]) -> int:
     if not gpus:
         return 1024
     try:
-        total = tf.config.experimental.get_memory_info("GPU:0")["peak"] or 0
         details = tf.config.experimental.get_device_details(gpus[0])
         total = details.get("memory_limit", 0) or 16 * 2**30
     except (ValueError, RuntimeError):
