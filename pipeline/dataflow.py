@@ -66,6 +66,12 @@ class Dataflow:
         self.live, read_slots = live_nodes(self.deps, self.final)
         self.live_slots = tuple(s for s in STATE_SLOTS if s in read_slots)
 
+    def reads_at_start(self, live_only: bool = False) -> frozenset[str]:
+        """The names some statement (``live_only``: some live one) reads as they stand at the
+        start of the step: inputs, and slots read before the step writes them."""
+        return frozenset(d for i, refs in enumerate(self.deps) if not live_only or i in self.live
+                         for d in refs if isinstance(d, str))
+
     def _slot_order(self) -> list[str]:
         """Written slots in first-use order of a DFS from ``update`` (argument order)."""
         order: list[str] = []

@@ -122,12 +122,7 @@ class Program:
     def reads_lr(self) -> bool:
         """Whether the learning rate it is given can change the update: a live statement
         reads the input ``lr`` (not a value the program wrote to that name)."""
-        live, written = self.live_statements, set()
-        for i, st in enumerate(self.statements):
-            if i in live and "lr" in st.reads() and "lr" not in written:
-                return True
-            written.add(st.target)
-        return False
+        return "lr" in self.dataflow.reads_at_start(live_only=True)
 
     def with_lr_scale(self, factor: float) -> Program:
         """The same rule run at learning rate ``lr * factor`` (prepends ``lr = lr * factor``)."""

@@ -117,11 +117,8 @@ class StepPlan:
         nothing to the next step and needs no variable; ``keep_unread_slots=True`` keeps one
         anyway (ProgramOptimizer does, so ``.keras`` files saved with such slots load)."""
         runnable = program.dead_code_eliminated()
-        start: set[str] = set()  # names read before any statement assigns them
-        assigned: set[str] = set()
-        for st in runnable.statements:
-            start.update(a for a in st.reads() if a not in assigned)
-            assigned.add(st.target)
+        start = runnable.dataflow.reads_at_start()  # names read before the step assigns them
+        assigned = {st.target for st in runnable.statements}
         inplace = inplace_plan(runnable)
         in_place = {slot for slot, _ in inplace.values()}
         reads = tuple(s for s in runnable.slots if s in start)

@@ -217,3 +217,12 @@ def test_a_read_before_write_is_placed_on_the_argument_not_a_same_named_function
         Program.parse("x = g * lr\nupdate = mul(mul, x)")
     assert (err.value.line, err.value.column) == (2, 14)
     assert "variable 'mul' is read before it is written" in str(err.value)
+
+
+def test_reads_at_start_are_the_names_read_before_the_step_writes_them():
+    flow = Program.parse("a = m * 0.9\nm = g * 1.0\nb = m + a\nd = v * 2.0\nupdate = b * lr\n"
+                         ).dataflow
+    assert flow.reads_at_start() == {"m", "g", "v", "lr"}  # m read once before it is written
+    assert flow.reads_at_start(live_only=True) == {"m", "g", "lr"}  # d is dead: v unread
+    written_first = Program.parse("lr = g * 2.0\nupdate = g * lr\n")
+    assert written_first.dataflow.reads_at_start() == {"g"} and not written_first.reads_lr
