@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Each pytest process (each pytest-xdist worker) gets a Prefect home of its own, so that the
+# temporary Prefect servers of two workers never share one sqlite database, and no test
+# writes into the developer's ~/.prefect.  Set before Prefect is imported; subprocesses that
+# the tests start inherit it.
+_PREFECT_HOME = tempfile.mkdtemp(prefix=f"prefect-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-")
+os.environ["PREFECT_HOME"] = _PREFECT_HOME
+atexit.register(shutil.rmtree, _PREFECT_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +53,12 @@ def prefect_harness():
 
     wait = int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90"))
     return functools.partial(prefect_test_harness, server_startup_timeout=wait)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Files that hold end-to-end (``slow``) tests run first, each file still whole and in
+    order.  With pytest-xdist handing out whole files (``--dist loadfile``, as ``make test``
+    does), the long files start at once and the fast ones fill in behind them, so no worker is
+    left finishing a long file alone at the end."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: order kept within

@@ -14,16 +14,12 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
-from prefect import flow, task
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
 
 from flows import config
 from flows.prefect_flows import discover_flow, evaluate_chunk
-from flows.steps import evaluate_texts
-from pipeline import seeds
 from pipeline.evaluator import Hurdles
-from pipeline.proxy import Proxy
 
 SMOKE = str(Path(__file__).resolve().parent.parent / "gin" / "smoke.gin")
 
@@ -88,42 +84,11 @@ def test_a_chunks_arguments_survive_pickling_for_workers():
 # ---- a local cluster from gin ----------------------------------------------------------------
 
 
-@task
-def _where() -> tuple[int, int | None]:
-    # Through sys.modules: cloudpickle ships a task's function by value, with its globals.
-    import importlib
+def _parent_mark() -> int | None:
+    """The mark as this process sees it: set in the test process, None in a fresh interpreter."""
+    import importlib  # through sys.modules: the function may be shipped by value
 
-    return os.getpid(), importlib.import_module(__name__)._PARENT_MARK
-
-
-@flow
-def _two_chunks_and_where(texts: list[str]):
-    chunks = [evaluate_chunk.submit([t], Proxy(), Hurdles(), None, 1) for t in texts]
-    where = [_where.submit() for _ in range(4)]
-    return [f for c in chunks for f in c.result()], [w.result() for w in where]
-
-
-@pytest.mark.slow
-def test_local_dask_cluster_evaluates_in_spawned_worker_processes_like_in_process(
-        prefect_harness):
-    import dask
-
-    global _PARENT_MARK
-    texts = [seeds.adamw().to_text(), seeds.lion().to_text()]
-    config.parse([SMOKE], ["task_runner.kind = 'dask'", "task_runner.n_workers = 2"])
-    runner = config.task_runner()
-    _PARENT_MARK = os.getpid()
-    try:
-        # Even where the user's Dask config asks for fork, workers are spawned.
-        with dask.config.set({"distributed.worker.multiprocessing-method": "fork"}):
-            with prefect_harness():
-                fitnesses, where = _two_chunks_and_where.with_options(task_runner=runner)(texts)
-    finally:
-        _PARENT_MARK = None
-    pids = {pid for pid, _ in where}
-    assert os.getpid() not in pids and 1 <= len(pids) <= 2
-    assert all(mark is None for _, mark in where)  # fresh interpreters, not forks of this one
-    assert fitnesses == evaluate_texts(texts, Proxy(), Hurdles())
+    return importlib.import_module(__name__)._PARENT_MARK
 
 
 @pytest.mark.slow
@@ -208,30 +173,36 @@ def mlflow_server(tmp_path):
 def test_smoke_discover_on_two_dask_workers_logs_every_candidate_once_to_an_mlflow_server(
     tmp_path, monkeypatch, mlflow_server, caplog, prefect_harness
 ):
+    import dask
     from distributed import Client, get_task_stream
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     monkeypatch.chdir(tmp_path)
     run_dir = tmp_path / "run"
     # Chunks of 4: each batch of 16 becomes several tasks, so both workers get some.
-    params = ["EvolveSettings.eval_chunk = 4"]
-    with config.spawn_local_cluster(n_workers=2) as cluster:
+    params = ["EvolveSettings.eval_chunk = 4", "EvolveSettings.budget = 32"]
+    monkeypatch.setattr(sys.modules[__name__], "_PARENT_MARK", os.getpid())
+    # Even where the user's Dask config asks for fork, workers are spawned.
+    with (dask.config.set({"distributed.worker.multiprocessing-method": "fork"}),
+          config.spawn_local_cluster(n_workers=2) as cluster):
         config.parse([SMOKE], [*params, "task_runner.kind = 'dask'",
                                f"task_runner.address = '{cluster.scheduler_address}'"])
         runner = config.task_runner()
         with Client(cluster.scheduler_address, set_as_default=False) as client:
             worker_pids = client.run(os.getpid)
+            marks = client.run(_parent_mark)
             with get_task_stream(client) as stream, prefect_harness():
                 out = discover_flow.with_options(task_runner=runner)(
                     [SMOKE], params, str(run_dir), None, False
                 )
     summary = json.loads((run_dir / "summary.json").read_text())
     n = summary["candidates_evaluated"]
-    assert n == out["evolve"]["candidates_evaluated"] == 48
+    assert n == out["evolve"]["candidates_evaluated"] == 32
 
     # The evaluation ran as tasks on the two worker processes, not in this one.
     assert f"existing Dask cluster at {cluster.scheduler_address}" in caplog.text
     assert len(worker_pids) == 2 and os.getpid() not in worker_pids.values()
+    assert list(marks.values()) == [None, None]  # fresh interpreters, not forks of this one
     evaluated = [t for t in stream.data if "evaluate" in t["key"]]
     assert evaluated and all(t["status"] == "OK" for t in evaluated)
     assert {t["worker"] for t in evaluated} == set(worker_pids)
