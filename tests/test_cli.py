@@ -1,4 +1,8 @@
-"""The lionforge command: help, errors people can act on, show/export, evolve that resumes."""
+"""The lionforge command: help, errors people can act on, show/export, run dirs.
+
+`lionforge evolve` as a user runs it (quiet console, -v, resume, refusing another search's run
+dir) is tested end to end in tests/test_resume.py, on the run it kills and resumes.
+"""
 
 from __future__ import annotations
 
@@ -268,69 +272,6 @@ def test_show_imports_neither_tensorflow_nor_gin_nor_prefect(store, tmp_path):
         assert out.returncode == 0, out.stderr[-2000:]
         assert "update = u * lr" in out.stdout
         assert out.stdout.splitlines()[-1] == loaded, (ref, out.stdout[-300:])
-
-
-def _lionforge(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}",
-           "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
-
-
-def _records(run_dir: Path) -> list[dict]:
-    """The candidate records the run dir's checkpoint covers."""
-    count = json.loads((run_dir / "search.json").read_text())["records"]
-    lines = (run_dir / "search.records.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines[:count]]
-
-
-@pytest.mark.slow
-def test_evolve_writes_a_summary_and_resumes_from_its_run_dir(tmp_path, monkeypatch, capsys):
-    run_dir = tmp_path / "run"
-    first = _lionforge("evolve", "--gin_file", SMOKE, "--run_dir", str(run_dir),
-                       "--budget", "16", cwd=tmp_path)
-    assert first.returncode == 0, first.stderr[-3000:]
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert {"best_program", "best_fitness", "candidates_evaluated"} <= set(summary)
-    assert summary["candidates_evaluated"] == 16
-    Program.parse(summary["best_program"])
-    before = _records(run_dir)
-    # Not a terminal: plain progress lines, no carriage-return bar.
-    assert "evolve: 16/16 candidates" in first.stderr and "\r" not in first.stderr
-    # Quiet: Prefect's task-run and server lines go to the run dir's log, not the console.
-    assert "prefect" not in first.stderr.lower(), first.stderr[-2000:]
-    log = (run_dir / "lionforge.log").read_text()
-    assert "Finished in state Completed" in log and "temporary server" in log
-
-
-    again = _lionforge("evolve", "--gin_file", SMOKE, "--run_dir", str(run_dir),
-                       "--budget", "32", "-v", cwd=tmp_path)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "Finished in state Completed" in again.stderr  # -v: the log lines are back
-    after = _records(run_dir)
-    assert json.loads((run_dir / "summary.json").read_text())["candidates_evaluated"] == 32
-    assert after[:16] == before  # resumed: the first 16 candidates were not redone
-    assert [r["index"] for r in after] == list(range(32))
-
-    # The same run dir with another search setting is refused, naming it; nothing changes.
-    # (In this process: a refusal comes before Prefect starts, and a new interpreter would
-    # spend its seconds importing TensorFlow.)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    files = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
-    capsys.readouterr()
-    assert main(["evolve", "--gin_file", SMOKE, "--run_dir", str(run_dir), "--budget", "48",
-                 "--gin_param", "EvolutionConfig.population_size = 8",
-                 "--gin_param", "Experiment.seed = 3"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "EvolutionConfig.population_size (16 there, 8 now)" in err[0]
-    assert "Experiment.seed" in err[0]
-    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == files
-    # A run dir from before settings were recorded is refused too: its config is unknown.
-    (run_dir / "settings.json").unlink()
-    assert main(["evolve", "--gin_file", SMOKE, "--run_dir", str(run_dir), "--budget",
-                 "48"]) == 2
-    assert "recorded no settings" in capsys.readouterr().err
 
 
 def test_the_default_run_dir_is_per_experiment(tmp_path, monkeypatch):

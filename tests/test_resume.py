@@ -1,4 +1,5 @@
-"""Crash and resume: the append-only checkpoint, and a killed `lionforge evolve` that resumes."""
+"""Crash and resume: the append-only checkpoint, and a killed `lionforge evolve` that resumes
+(with the command's console and its refusal of another search's run dir)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from flows.cli import main
 from pipeline.evolve import Search, evaluate_each
 from pipeline.numpy_tasks import Quadratic
 from pipeline.run_writer import CANDIDATES_TABLE
@@ -121,22 +123,29 @@ def test_an_evaluator_rejection_is_recorded_counted_and_never_cached(tmp_path):
 # ---- a killed `lionforge evolve` resumes ------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parent.parent
-BUDGET = 96  # smoke: batches of 16 -> the seed and six batches
+BUDGET = 80  # smoke: five batches of 16
 
 
-def _evolve(run_dir: Path, db: Path, **popen) -> subprocess.Popen:
+def _args(run_dir: Path) -> list[str]:
+    return ["evolve", "--gin_file", "gin/smoke.gin", "--run_dir", str(run_dir),
+            "--budget", str(BUDGET),
+            "--gin_param", "TrackingSettings.flush_rows = 16"]  # a table append every batch
+
+
+def _evolve(run_dir: Path, db: Path, *flags: str, **popen) -> subprocess.Popen:
+    """``lionforge evolve`` as a user runs it: its own process, its output not a terminal."""
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{db}", "PYTHONPATH": str(ROOT),
            "TF_CPP_MIN_LOG_LEVEL": "3"}
-    cmd = [sys.executable, "-m", "flows.cli", "evolve", "--gin_file", "gin/smoke.gin",
-           "--run_dir", str(run_dir), "--budget", str(BUDGET),
-           "--gin_param", "TrackingSettings.flush_rows = 16"]  # a table append every batch
-    return subprocess.Popen(cmd, cwd=db.parent, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, **popen)
+    cmd = [sys.executable, "-m", "flows.cli", *_args(run_dir), *flags]
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, **popen}
+    return subprocess.Popen(cmd, cwd=db.parent, env=env, text=True, **streams)
 
 
-def _finish(proc: subprocess.Popen) -> None:
-    out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, out[-3000:]
+def _finish(proc: subprocess.Popen) -> tuple[str, str | None]:
+    """(stdout, stderr) of a run that must succeed; stderr None where it went to stdout."""
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, (out + (err or ""))[-3000:]
+    return out, err
 
 
 def _checkpointed(run_dir: Path) -> int:
@@ -163,7 +172,10 @@ def _tables(db: Path, tmp: Path) -> dict[str, list[int]]:
 
 
 @pytest.mark.slow
-def test_a_sigkilled_evolve_resumes_where_it_stopped_and_logs_every_candidate_once(tmp_path):
+def test_a_sigkilled_evolve_resumes_where_it_stopped_and_logs_every_candidate_once(
+        tmp_path, monkeypatch, capsys):
+    """Also the command's console: quiet by default, libraries' lines back with -v; and a
+    run dir of another search refused."""
     run_dir, db = tmp_path / "run", tmp_path / "crash" / "mlflow.db"
     db.parent.mkdir()
     proc = _evolve(run_dir, db, start_new_session=True)  # its own group: Prefect's server too
@@ -182,10 +194,18 @@ def test_a_sigkilled_evolve_resumes_where_it_stopped_and_logs_every_candidate_on
     assert not (run_dir / "summary.json").exists()
     assert BUDGET > killed_at > 32 and len(logged_before) == 1
 
-    _finish(_evolve(run_dir, db))  # the same command again
+    resumed, _ = _finish(_evolve(run_dir, db, "-v"))  # the same command again, verbose
+    assert "Finished in state Completed" in resumed  # -v: the libraries' log lines are back
     reference = tmp_path / "reference"
     (reference / "db").mkdir(parents=True)
-    _finish(_evolve(reference / "run", reference / "db" / "mlflow.db"))
+    _, err = _finish(_evolve(reference / "run", reference / "db" / "mlflow.db",
+                             stderr=subprocess.PIPE))
+    # Not a terminal: plain progress lines, no carriage-return bar.
+    assert f"evolve: {BUDGET}/{BUDGET} candidates" in err and "\r" not in err
+    # Quiet: Prefect's task-run and server lines go to the run dir's log, not the console.
+    assert "prefect" not in err.lower(), err[-2000:]
+    log = (reference / "run" / "lionforge.log").read_text()
+    assert "Finished in state Completed" in log and "temporary server" in log
 
     # Resumed, not started over: the records the checkpoint covered are byte-identical, and
     # every batch evaluated before the kill was reused (not trained again, not rewritten).
@@ -208,6 +228,23 @@ def test_a_sigkilled_evolve_resumes_where_it_stopped_and_logs_every_candidate_on
     assert summary["candidates_evaluated"] == BUDGET
     assert records_path(run_dir / "search.json").read_bytes() == records_path(
         reference / "run" / "search.json").read_bytes()
+
+    # The same run dir with another search setting is refused, naming it; nothing changes.
+    # (In this process: a refusal comes before Prefect starts.)
+    monkeypatch.chdir(db.parent)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    files = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    capsys.readouterr()
+    assert main([*_args(run_dir), "--gin_param", "EvolutionConfig.population_size = 8",
+                 "--gin_param", "Experiment.seed = 3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "EvolutionConfig.population_size (16 there, 8 now)" in err[0]
+    assert "Experiment.seed" in err[0]
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == files
+    # A run dir from before settings were recorded is refused too: its config is unknown.
+    (run_dir / "settings.json").unlink()
+    assert main(_args(run_dir)) == 2
+    assert "recorded no settings" in capsys.readouterr().err
 
 
 def test_a_json_write_that_fails_part_way_leaves_the_old_file_whole(tmp_path):
