@@ -16,6 +16,7 @@ import pytest
 from mlflow import MlflowClient
 
 from flows.cli import main
+from pipeline import Program
 from pipeline.evolve import Search, evaluate_each
 from pipeline.numpy_tasks import Quadratic
 from pipeline.run_writer import CANDIDATES_TABLE
@@ -225,6 +226,8 @@ def test_a_sigkilled_evolve_resumes_where_it_stopped_and_logs_every_candidate_on
     # And the outcome is the uninterrupted run's.
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary == json.loads((reference / "run" / "summary.json").read_text())
+    assert {"best_program", "best_fitness", "candidates_evaluated"} <= set(summary)
+    Program.parse(summary["best_program"])
     assert summary["candidates_evaluated"] == BUDGET
     assert records_path(run_dir / "search.json").read_bytes() == records_path(
         reference / "run" / "search.json").read_bytes()
