@@ -96,10 +96,10 @@ def marker(tmp_path):
 @pytest.mark.parametrize("name", sorted(_texts("m")))
 def test_hostile_text_is_a_program_error_fast_and_never_executed(name, marker):
     text = _texts(marker)[name]
-    start = time.perf_counter()
+    start = time.process_time()  # this process's CPU: other xdist workers share the cores
     with pytest.raises(ProgramError) as err:
         Program.parse(text)
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert elapsed < FAST_S, f"{name}: {elapsed:.3f}s"
     assert str(err.value)
     assert not marker.exists()
@@ -133,9 +133,12 @@ def test_windows_line_endings_and_unicode_comments_are_still_fine():
 
 def test_the_largest_program_still_parses():
     text = "update = g * lr\n" * MAX_STATEMENTS
-    start = time.perf_counter()
+    # This process's CPU time, not the wall clock: under pytest-xdist another worker's
+    # end-to-end test shares the cores (a wall-clock bound failed at 3.2 s on a loaded
+    # machine; the parse itself takes about 0.2 s of CPU).
+    start = time.process_time()
     assert len(Program.parse(text)) == MAX_STATEMENTS
-    assert time.perf_counter() - start < 2.0
+    assert time.process_time() - start < 2.0
 
 
 @pytest.mark.parametrize(
