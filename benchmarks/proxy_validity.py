@@ -7,7 +7,8 @@ optimizers, written as programs, two ways in one run:
 * with the proxy fitness (``pipeline.proxy``: best of the K learning-rate multipliers on each
   proxy task; several tasks combined in units of the warm start's seed noise), and
 * on held-out target tasks, each optimizer at its own tuned rate: best mean over a grid of
-  ``--grid`` rates (x2 apart, centred on the task's AdamW rate) and ``--seeds`` init seeds;
+  ``--grid`` rates (x2 apart, centred on the task's AdamW rate; two more steps past an edge
+  where the best was there) and ``--seeds`` init seeds;
   an optimizer's target score is its mean rank over the targets.
 
 How far a proxy can agree with the targets is bounded by how far the targets agree with
@@ -28,7 +29,16 @@ best rates at the edge of the target grid, and shows the warm start (AdamW) at i
 multiplier on each proxy task beside AdamW tuned on a fine grid there (equal within noise
 means the warm start is not handicapped). The last line reads
 ``proxy validity: spearman 0.83 over 12 optimizers`` for the first proxy (``base.gin``'s
-teacher: the default), the mean over its draws.
+``digits_mlp`` at scale 0.5: the default), the mean over its draws.
+
+Which targets: tasks the search and the funnel never train on, that separate the panel (each
+target's own two halves of seeds agree) and that agree with one another, since a proxy can
+only reproduce a ranking the targets share. The defaults are a one-pass classification
+(``synth_mlp``), a ConvNet on digits and the character language model. Tasks with a small
+training set trained for several epochs (``teacher_deep``; ``synth_mlp`` with 1024 examples,
+as it was) ranked the panel by regularisation, weight decay 0.3 first, where digits and the
+language model put it last: each of those targets predicted the mean rank of the other
+targets at Spearman -0.51 to 0.06, so no proxy could reach 0.8 against their mean.
 
 Run: ``.venv/bin/python benchmarks/proxy_validity.py`` (about 6 minutes on 2 cores).
 """
@@ -79,11 +89,27 @@ def tf_evaluate(programs, task, scale, seed):
 
 
 def tuned(programs: dict[str, Program], task: str, n_grid: int, seeds: Sequence[int],
-          scale: float = 1.0):
-    """Per program: its best over a grid of ``n_grid`` multipliers x2 apart (``Tuned``)."""
+          scale: float = 1.0, max_extend: int = 2):
+    """Per program: its best over a grid of ``n_grid`` multipliers x2 apart (``Tuned``).
+
+    A program whose best is at an edge is tried ``max_extend`` more steps past it; its row is
+    the better of the two, still marked at an edge when the best is the outermost one tried.
+    """
     mults = [2.0 ** k for k in range(-(n_grid // 2), n_grid - n_grid // 2)]
-    rows = tune(list(programs.values()), task, tf_evaluate, mults, seeds, scale)
-    return dict(zip(programs, rows, strict=True))
+    rows = dict(zip(programs, tune(list(programs.values()), task, tf_evaluate, mults, seeds,
+                                   scale), strict=True))
+    for edge, step in ((mults[0], 0.5), (mults[-1], 2.0)):
+        names = [n for n, r in rows.items() if r.at_edge and r.multiplier == edge]
+        if not names or max_extend < 1:
+            continue
+        more = [edge * step ** k for k in range(1, max_extend + 1)]
+        for n, r in zip(names, tune([programs[n] for n in names], task, tf_evaluate,
+                                    [edge, *more], seeds, scale), strict=True):
+            if r.mean > rows[n].mean:
+                rows[n] = replace(r, at_edge=r.multiplier == more[-1])
+            else:
+                rows[n] = replace(rows[n], at_edge=False)  # the grid's edge, beaten past it
+    return rows
 
 
 PROXY_FIELDS = {"scale": float, "n_seeds": int, "seed": int}
@@ -105,14 +131,15 @@ def parse_proxy(spec: str, multipliers: str | None) -> Proxy:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--proxies", default="teacher;teacher,digits_mlp;digits_mlp",
+    ap.add_argument("--proxies",
+                    default="digits_mlp:scale=0.5;teacher,digits_mlp:scale=0.5;teacher",
                     help="';'-separated proxies, each a ','-separated task list, optionally "
                          "with ':n_seeds=N', ':seed=S' and ':scale=X'; the first is the default")
     ap.add_argument("--multipliers", default=None,
                     help="','-separated Proxy.lr_multipliers (default: the Proxy default)")
-    ap.add_argument("--targets", default="teacher_deep,synth_mlp,digits_conv")
+    ap.add_argument("--targets", default="synth_mlp,digits_conv,char_lm")
     ap.add_argument("--grid", type=int, default=10, help="target grid points, x2 apart")
-    ap.add_argument("--draws", type=int, default=3,
+    ap.add_argument("--draws", type=int, default=5,
                     help="draws of each proxy's init seeds (disjoint blocks); the figure is "
                          "the mean Spearman over them")
     ap.add_argument("--seeds", type=int, default=4,
@@ -155,10 +182,19 @@ def main() -> None:
     reliability = 2 * split_half / (1 + split_half) if split_half > -1 else float("nan")
     ceiling = math.sqrt(reliability) if reliability > 0 else 0.0
     print(f"\n== how far the targets agree with themselves ({len(names)} optimizers)")
+    for t in targets:  # a target whose two halves disagree does not separate the panel
+        rho = spearmanr([ranks[0][t][n] for n in names], [ranks[1][t][n] for n in names]).statistic
+        print(f"   {t}: one half of the seeds vs the other: spearman {rho:.2f}")
     for a, b in itertools.combinations(targets, 2):
         rho = spearmanr([sum(r[a][n] for r in ranks) for n in names],
                         [sum(r[b][n] for r in ranks) for n in names]).statistic
         print(f"   {a} vs {b}: spearman {rho:.2f}")
+    for t in targets[:len(targets) if len(targets) > 2 else 0]:
+        # what a held-out task of the same kinds predicts: one target against the others
+        rest = [u for u in targets if u != t]
+        rho = spearmanr([-sum(r[t][n] for r in ranks) for n in names],
+                        [-sum(r[u][n] for r in ranks for u in rest) for n in names]).statistic
+        print(f"   {t} vs the mean rank of the others: spearman {rho:.2f}")
     print(f"   one half of the seeds vs the other: spearman {split_half:.2f}; "
           f"all {args.seeds} seeds (Spearman-Brown): reliability {reliability:.2f}; "
           f"expected ceiling of any proxy's validity: {ceiling:.2f}")

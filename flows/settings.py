@@ -70,7 +70,7 @@ class FunnelSettings:
     """Top-k distinct proxy winners through larger stages against the AdamW baseline."""
 
     top_k: int = 10
-    stages: tuple[Stage, ...] = (Stage("B", "teacher", 10.0), Stage("C", "digits_mlp", 10.0))
+    stages: tuple[Stage, ...] = (Stage("B", "digits_mlp", 2.0), Stage("C", "digits_mlp", 10.0))
     seeds: tuple[int, ...] = (0, 1, 2)
     lr_multipliers: tuple[float, ...] = (1 / 3, 1.0, 3.0)
     baseline: str = "adamw"
@@ -110,7 +110,7 @@ class BenchmarkSettings:
     rate is at an edge grows (``pipeline.benchmark.run_benchmark``).
     """
 
-    tasks: tuple[str, ...] = ("digits_mlp", "char_lm")
+    tasks: tuple[str, ...] = ("synth_mlp", "char_lm")
     scale: float = 1.0
     seeds: tuple[int, ...] = (0, 1)
     lr_multipliers: tuple[float, ...] = (0.1, 1 / 3, 1.0, 3.0, 10.0)

@@ -299,3 +299,16 @@ def test_funnel_refuses_a_dir_that_holds_no_search_and_creates_nothing(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is not a lionforge run dir (no search.json)" in err[0]
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.txt", "notes"]
+
+
+# smoke.gin is the tests' own plumbing check (one tiny task throughout), not an experiment.
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "gin").glob("*.gin")
+                                        if p.name != "smoke.gin"))
+def test_every_shipped_experiment_benchmarks_only_tasks_it_never_searched_or_funnelled(name):
+    # A result counts where it holds on tasks the search never saw: a gin file whose benchmark
+    # names a proxy or funnel task would report how well the search fitted that task.
+    from flows import config
+
+    cfg = config.load([str(ROOT / "gin" / name)])
+    seen = set(cfg.evolve.proxy.tasks) | {stage.task for stage in cfg.funnel.stages}
+    assert cfg.benchmark.tasks and not seen & set(cfg.benchmark.tasks), (name, seen)

@@ -176,3 +176,14 @@ def test_held_out_tasks_are_generated_deterministically_and_differ_from_the_prox
         assert set(np.unique(a.y_train)) == set(range(task.n_classes))
     else:
         assert a.x_train.shape[1] != make_task("teacher").data().x_train.shape[1]
+
+
+@pytest.mark.parametrize("scale", [0.5, 1.0, 3.0])
+def test_the_one_pass_target_shows_every_training_example_exactly_once(scale):
+    # One pass is what makes its validation loss measure optimisation rather than how well
+    # an optimizer regularises a small training set; a change to the steps, the batch or the
+    # data size that breaks it would silently bring the regularisation ranking back.
+    task = make_task("synth_mlp", scale=scale)
+    order = task.batch_indices().ravel()
+    assert len(np.unique(order)) == len(order) == len(task.data().x_train)
+
