@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
+import inspect
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -40,19 +43,85 @@ def store(empty_store, tmp_path, monkeypatch) -> str:
     return uri
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(scope="session")
-def prefect_harness():
-    """Prefect's test harness, waiting as long for its server as the environment allows.
+def prefect_server(tmp_path_factory):
+    """One Prefect server for this pytest process (each pytest-xdist worker its own), started
+    on first use and stopped when the session ends; its database in a folder of its own.
 
-    ``prefect_test_harness()`` waits 30 s for its temporary server unless told otherwise; on
-    2 busy cores creating the server's database took longer, and a scale-out test failed on
-    it.  This one waits ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` where that is
-    set (the Makefile sets it), else 90 s.
+    Starting a server and creating its database costs some 15 s of CPU.  The tests that only
+    need *a* server (flows run against Prefect, a deployment applied) share this one: in this
+    process through :func:`prefect_harness`, in a subprocess through ``PREFECT_API_URL``.
+    The temporary server Prefect starts where no ``PREFECT_API_URL`` is set is tested where
+    that is the point (tests/test_scaleout.py, the reference run in tests/test_resume.py).
+
+    It waits as long for the server as ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS``
+    allows (the Makefile sets it), else 90 s: on 2 busy cores creating the database took
+    longer than Prefect's own harness waits (30 s), and a scale-out test failed on it.
     """
-    from prefect.testing.utilities import prefect_test_harness
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL, temporary_settings
 
+    db = tmp_path_factory.mktemp("prefect-server") / "prefect.db"
     wait = int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90"))
-    return functools.partial(prefect_test_harness, server_startup_timeout=wait)
+    server = SubprocessASGIServer(port=_free_port())
+    # The server process takes its settings from the environment it is started with.
+    with temporary_settings(
+            updates={PREFECT_SERVER_DATABASE_CONNECTION_URL: f"sqlite+aiosqlite:///{db}"}):
+        server.start(timeout=wait)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(prefect_server):
+    """``with prefect_harness():`` runs flows against :func:`prefect_server` as Prefect's
+    ``prefect_test_harness()`` runs them against a server of its own: ``PREFECT_API_URL``
+    names it, code that asks for Prefect's temporary server gets it, and on the way out
+    Prefect's log and event workers are drained, so nothing is sent after the block."""
+    return functools.partial(_harness, prefect_server)
+
+
+@contextlib.contextmanager
+def _harness(server):
+    import prefect.context
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    async def drain() -> None:  # as prefect_test_harness() does before it stops its server
+        try:
+            result = APILogWorker.instance().drain()
+            if inspect.isawaitable(result):
+                await result
+        except RuntimeError:
+            pass  # the worker was never started
+        result = EventsWorker.drain_all()
+        if inspect.isawaitable(result):
+            await result
+
+    prior = SubprocessASGIServer._instances.get(None)
+    SubprocessASGIServer._instances[None] = server
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+            with prefect.context._temporary_global_settings_context(
+                    prefect.context.get_settings_context()):
+                yield
+                run_coro_as_sync(drain())
+    finally:
+        if prior is None:
+            SubprocessASGIServer._instances.pop(None, None)
+        else:
+            SubprocessASGIServer._instances[None] = prior
 
 
 def pytest_collection_modifyitems(config, items):

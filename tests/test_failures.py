@@ -7,10 +7,12 @@ import json
 import math
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -81,12 +83,15 @@ def test_a_server_that_accepts_but_never_answers_times_out_at_the_probe():
 
 
 class _Server:
-    """``mlflow server`` on 127.0.0.1 with a sqlite store in ``root``; stop() and start()."""
+    """``mlflow server`` on 127.0.0.1 with a sqlite store in ``root`` (``store`` copied there
+    first, when given: its tables already created)."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, store: Path | None = None):
         self.root, self.port = root, _free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
+        if store is not None:
+            shutil.copy(store, root / "mlflow.db")
 
     def start(self) -> None:
         cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
@@ -112,12 +117,87 @@ class _Server:
         self.proc = None
 
 
+class _Gate:
+    """The only way to the server: a port of its own that forwards every connection to
+    ``port``. ``close()`` is an outage as a client sees one when the server dies: new
+    connections are refused and open ones cut. ``open()`` brings it back on the same port.
+    (A real outage without restarting the server, which costs seconds of CPU each time.)"""
+
+    def __init__(self, port: int):
+        self.target, self.port = ("127.0.0.1", port), _free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.listener: socket.socket | None = None
+        self.conns: set[socket.socket] = set()
+        self.lock = threading.Lock()
+
+    def open(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(16)
+        self.listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def close(self) -> None:
+        if self.listener is not None:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() blocked on it
+            self.listener.close()
+            self.listener = None
+        with self.lock:
+            conns, self.conns = self.conns, set()
+        for conn in conns:
+            _cut(conn)
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # closed
+            upstream = socket.create_connection(self.target)
+            with self.lock:
+                if self.listener is not listener:  # closed meanwhile
+                    _cut(client)
+                    _cut(upstream)
+                    return
+                self.conns |= {client, upstream}
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(1 << 16):
+                dst.sendall(data)
+        except OSError:
+            pass
+        with self.lock:
+            self.conns -= {src, dst}
+        _cut(src)
+        _cut(dst)
+
+
+def _cut(conn: socket.socket) -> None:
+    try:
+        conn.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed or never connected
+    conn.close()
+
+
 @pytest.fixture
-def server(tmp_path):
-    s = _Server(tmp_path)
+def server(tmp_path, empty_store):
+    s = _Server(tmp_path, empty_store)
     s.start()
     yield s
     s.stop()
+
+
+@pytest.fixture
+def gate(server):
+    g = _Gate(server.port)
+    g.open()
+    yield g
+    g.close()
 
 
 def _indices(uri: str, run_id: str, tmp: Path) -> list[int]:
@@ -129,11 +209,12 @@ def _indices(uri: str, run_id: str, tmp: Path) -> list[int]:
 
 @pytest.mark.slow
 def test_a_tracking_outage_mid_run_loses_no_candidate_and_logs_none_twice(
-    server, tmp_path, caplog
+    gate, tmp_path, caplog
 ):
-    """The server dies mid-search: the search goes on; when it is back the next flush logs
-    what was buffered. It dies again and stays down: the run ends in an error but the
-    checkpoint holds everything, and the re-run (same run dir) logs exactly what is missing.
+    """The server goes away mid-search: the search goes on; when it is back the next flush
+    logs what was buffered. It goes away again and stays away: the run ends in an error but
+    the checkpoint holds everything, and the re-run (same run dir) logs exactly what is
+    missing. The outages are the gate's (:class:`_Gate`): the server itself runs throughout.
     """
     cfg = EvolveSettings(budget=120, evolution=EvolutionConfig(
         population_size=16, tournament_size=4, batch_size=8))
@@ -145,13 +226,13 @@ def test_a_tracking_outage_mid_run_loses_no_candidate_and_logs_none_twice(
         nonlocal calls
         calls += 1
         if calls in (3, 12):
-            server.stop()  # the outages
+            gate.close()  # the outages
         if calls == 7:
-            server.start()  # back in between
+            gate.open()  # back in between
         return quadratic(programs)
 
     def tracker() -> Tracker:
-        return Tracker("failures", server.uri, flush_rows=8, retries=1, retry_backoff_s=0.1)
+        return Tracker("failures", gate.uri, flush_rows=8, retries=1, retry_backoff_s=0.1)
 
     first = tracker()
     with pytest.raises(Exception):  # noqa: B017 - the final flush and closing the run fail
@@ -162,9 +243,9 @@ def test_a_tracking_outage_mid_run_loses_no_candidate_and_logs_none_twice(
     checkpoint = json.loads((run_dir / rundir.SEARCH_FILE).read_text())
     assert checkpoint["records"] == 120  # the search went on through both outages
 
-    server.start()
+    gate.open()
     evaluated = calls
-    logged = _indices(server.uri, run_id, tmp_path / "a")
+    logged = _indices(gate.uri, run_id, tmp_path / "a")
     assert logged == list(range(len(logged))) and 60 < len(logged) < 120  # flushed in between
 
     again = tracker()
@@ -172,7 +253,7 @@ def test_a_tracking_outage_mid_run_loses_no_candidate_and_logs_none_twice(
         assert rid == run_id
         search = steps.evolve_step(cfg, Experiment(seed=0), run_dir, evaluate, tracker=again)
     assert calls == evaluated and len(search.records) == 120  # nothing evaluated again
-    assert _indices(server.uri, run_id, tmp_path / "b") == list(range(120))
+    assert _indices(gate.uri, run_id, tmp_path / "b") == list(range(120))
 
 
 # ---- a batch past its time limit -------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import keras
@@ -20,9 +21,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def discovered(tmp_path_factory, prefect_harness):
+def discovered(tmp_path_factory, prefect_harness, empty_store):
 
     root = tmp_path_factory.mktemp("discover")
+    shutil.copy(empty_store, root / "mlflow.db")  # MLflow's tables made once per session
     uri = f"sqlite:///{root / 'mlflow.db'}"
     mp = pytest.MonkeyPatch()
     mp.setenv("MLFLOW_TRACKING_URI", uri)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -47,10 +48,11 @@ def test_a_row_classifies_the_winner_and_counts_benchmark_wins():
 
 @pytest.mark.slow
 def test_rediscover_nests_a_discover_per_seed_and_never_reruns_a_finished_seed(
-        tmp_path, monkeypatch, prefect_harness):
+        tmp_path, monkeypatch, prefect_harness, empty_store):
 
     from flows.prefect_flows import rediscover_flow
 
+    shutil.copy(empty_store, tmp_path / "mlflow.db")  # MLflow's tables made once per session
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.chdir(tmp_path)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -133,10 +134,15 @@ def _args(run_dir: Path) -> list[str]:
             "--gin_param", "TrackingSettings.flush_rows = 16"]  # a table append every batch
 
 
-def _evolve(run_dir: Path, db: Path, *flags: str, **popen) -> subprocess.Popen:
-    """``lionforge evolve`` as a user runs it: its own process, its output not a terminal."""
+def _evolve(run_dir: Path, db: Path, *flags: str, prefect_api: str | None = None,
+            **popen) -> subprocess.Popen:
+    """``lionforge evolve`` as a user runs it: its own process, its output not a terminal;
+    Prefect's temporary server, or the one at ``prefect_api``."""
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{db}", "PYTHONPATH": str(ROOT),
            "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("PREFECT_API_URL", None)
+    if prefect_api:
+        env["PREFECT_API_URL"] = prefect_api
     cmd = [sys.executable, "-m", "flows.cli", *_args(run_dir), *flags]
     streams = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, **popen}
     return subprocess.Popen(cmd, cwd=db.parent, env=env, text=True, **streams)
@@ -174,12 +180,19 @@ def _tables(db: Path, tmp: Path) -> dict[str, list[int]]:
 
 @pytest.mark.slow
 def test_a_sigkilled_evolve_resumes_where_it_stopped_and_logs_every_candidate_once(
-        tmp_path, monkeypatch, capsys):
+        tmp_path, monkeypatch, capsys, prefect_server, empty_store):
     """Also the command's console: quiet by default, libraries' lines back with -v; and a
-    run dir of another search refused."""
+    run dir of another search refused.
+
+    The killed run and its resumption report to this pytest process' Prefect server and
+    start from an MLflow store whose tables exist (making either costs seconds of CPU); the
+    reference run starts Prefect's temporary server and creates its store, as a user's first
+    run does."""
     run_dir, db = tmp_path / "run", tmp_path / "crash" / "mlflow.db"
     db.parent.mkdir()
-    proc = _evolve(run_dir, db, start_new_session=True)  # its own group: Prefect's server too
+    shutil.copy(empty_store, db)
+    api = prefect_server.api_url
+    proc = _evolve(run_dir, db, prefect_api=api, start_new_session=True)  # and its children
     deadline = time.monotonic() + 240
     while not 2 * 16 < _checkpointed(run_dir) < BUDGET - 16:
         assert proc.poll() is None, "evolve ended before it could be killed"
@@ -195,7 +208,7 @@ def test_a_sigkilled_evolve_resumes_where_it_stopped_and_logs_every_candidate_on
     assert not (run_dir / "summary.json").exists()
     assert BUDGET > killed_at > 32 and len(logged_before) == 1
 
-    resumed, _ = _finish(_evolve(run_dir, db, "-v"))  # the same command again, verbose
+    resumed, _ = _finish(_evolve(run_dir, db, "-v", prefect_api=api))  # again, verbose
     assert "Finished in state Completed" in resumed  # -v: the libraries' log lines are back
     reference = tmp_path / "reference"
     (reference / "db").mkdir(parents=True)

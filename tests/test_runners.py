@@ -1,8 +1,8 @@
 """Same seed, same config, same records, on every task runner and worker count.
 
 Each case runs ``lionforge evolve``'s flow on gin/smoke.gin through the runner that
-``task_runner`` binds, with real runners (threads, processes, a local Dask cluster), and
-compares every candidate record with the single-thread run's of the same ``eval_chunk``.
+``task_runner`` binds, with real runners (threads, processes), and compares every candidate
+record with the single-thread run's of the same ``eval_chunk``.
 The chunk size is part of the config, not of the runner: it decides which programs train
 together, and a fitness can differ in its last bits with its batch-mates (float32 kernels
 on tensors of another size), so each chunk size has a single-thread reference of its own.
@@ -10,9 +10,12 @@ End to end, so slow; tests/test_evaluate.py pins the evaluator's part (two threa
 in the fast set.
 
 The matrix is the smallest that still covers each way a runner could change a record: chunks
-of 4 (several tasks at once) on thread pools of 2 and 4, on a process pool and on a local Dask
-cluster; the default chunk (the batch as one task, what users run) in a spawned process.  A
-thread pool given one task is the single-thread run itself, so that case is not repeated.
+of 4 (several tasks at once) on thread pools of 2 and 4 and on a process pool; the default
+chunk (the batch as one task, what users run) in a spawned process.  A thread pool given one
+task is the single-thread run itself, so that case is not repeated.  A local Dask cluster of
+two workers, chunks of 4, is tests/test_scaleout.py's discover, which compares its records
+with a single-thread run's the same way (one cluster started for both checks: spawning its
+workers costs tens of seconds of CPU).
 """
 
 from __future__ import annotations
@@ -99,9 +102,3 @@ def test_a_process_pool_gives_the_single_thread_records(evolve, single_thread, c
     _same(evolve("task_runner.kind = 'processes'", "task_runner.max_workers = 2",
                  *CHUNKS[chunk]), single_thread(chunk))
 
-
-def test_a_local_dask_cluster_of_two_workers_gives_the_single_thread_records(
-    evolve, single_thread
-):
-    _same(evolve("task_runner.kind = 'dask'", "task_runner.n_workers = 2", *CHUNKS["chunk4"]),
-          single_thread("chunk4"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
 
 from flows import config
-from flows.prefect_flows import discover_flow, evaluate_chunk
+from flows.prefect_flows import discover_flow, evaluate_chunk, evolve_flow
 from pipeline.evaluator import Hurdles
 
 SMOKE = str(Path(__file__).resolve().parent.parent / "gin" / "smoke.gin")
@@ -169,10 +170,17 @@ def mlflow_server(tmp_path):
         log.close()
 
 
+def _records(run_dir: Path) -> list[dict]:
+    lines = (run_dir / "search.records.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
 @pytest.mark.slow
 def test_smoke_discover_on_two_dask_workers_logs_every_candidate_once_to_an_mlflow_server(
-    tmp_path, monkeypatch, mlflow_server, caplog, prefect_harness
+    tmp_path, monkeypatch, mlflow_server, caplog, prefect_harness, empty_store
 ):
+    """Also: the search's records are the single-thread run's, record for record (as each task
+    runner's are in tests/test_runners.py; the local Dask cluster's case is this one)."""
     import dask
     from distributed import Client, get_task_stream
 
@@ -221,3 +229,18 @@ def test_smoke_discover_on_two_dask_workers_logs_every_candidate_once_to_an_mlfl
     # The registry lives on the server too.
     version = client.get_model_version_by_alias("lionforge-discovered", "champion")
     assert str(version.version) == str(out["model_version"])
+
+    # The same search in this process on one thread (smoke.gin's runner), tracked elsewhere:
+    # where the candidates trained changed nothing in what they scored.
+    shutil.copy(empty_store, tmp_path / "store.db")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'store.db'}")
+    config.parse([SMOKE], params)
+    with prefect_harness():
+        evolve_flow.with_options(task_runner=config.task_runner())(
+            [SMOKE], params, str(tmp_path / "one_thread"), None, False)
+    records, expected = _records(run_dir), _records(tmp_path / "one_thread")
+    assert len(records) == len(expected) == 32
+    for got, want in zip(records, expected, strict=True):
+        assert (got["program"], got["fitness"], got["rejection"]) == (
+            want["program"], want["fitness"], want["rejection"]), got["index"]
+        assert got == want
