@@ -6,6 +6,7 @@ import atexit
 import contextlib
 import functools
 import inspect
+import json
 import os
 import shutil
 import socket
@@ -41,6 +42,35 @@ def store(empty_store, tmp_path, monkeypatch) -> str:
     uri = "sqlite:///" + (tmp_path / "store.db").as_posix()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     return uri
+
+
+def _search_records(run_dir: Path) -> list[dict]:
+    """A search's candidate records, in order, as its run dir holds them."""
+    lines = (run_dir / "search.records.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def _assert_same_records(records: list[dict], expected: list[dict]) -> None:
+    """Record for record the same search: program, fitness and rejection first (the readable
+    failure), then every field."""
+    assert len(records) == len(expected)
+    for got, want in zip(records, expected, strict=True):
+        assert (got["program"], got["fitness"], got["rejection"]) == (
+            want["program"], want["fitness"], want["rejection"]), got["index"]
+        assert got == want
+
+
+@pytest.fixture(scope="session")
+def search_records():
+    """``search_records(run_dir)``: a search's candidate records, in order."""
+    return _search_records
+
+
+@pytest.fixture(scope="session")
+def assert_same_records():
+    """``assert_same_records(records, expected)``: the runner-equivalence check (with the same
+    seed and config, every task runner writes the same records)."""
+    return _assert_same_records
 
 
 def _free_port() -> int:

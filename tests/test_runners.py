@@ -21,7 +21,6 @@ workers costs tens of seconds of CPU).
 from __future__ import annotations
 
 import itertools
-import json
 import shutil
 from pathlib import Path
 
@@ -39,7 +38,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def evolve(tmp_path_factory, empty_store, prefect_harness):
+def evolve(tmp_path_factory, empty_store, prefect_harness, search_records):
     """``evolve(*bindings)``: the candidate records of a smoke search with those bindings."""
 
     root = tmp_path_factory.mktemp("runners")
@@ -57,8 +56,7 @@ def evolve(tmp_path_factory, empty_store, prefect_harness):
         with config.prefect_api_for(runner):
             evolve_flow.with_options(task_runner=runner)([SMOKE], params, str(run_dir),
                                                          None, False)
-        lines = (run_dir / "search.records.jsonl").read_text().splitlines()
-        return [json.loads(line) for line in lines]
+        return search_records(run_dir)
 
     try:
         with prefect_harness():
@@ -83,22 +81,16 @@ def single_thread(evolve):
     return reference
 
 
-def _same(records: list[dict], expected: list[dict]) -> None:
-    assert len(records) == len(expected)
-    for got, want in zip(records, expected, strict=True):
-        assert (got["program"], got["fitness"], got["rejection"]) == (
-            want["program"], want["fitness"], want["rejection"]), got["index"]
-        assert got == want
-
-
 @pytest.mark.parametrize("workers", [2, 4])
-def test_a_thread_pool_gives_the_single_thread_records(evolve, single_thread, workers):
-    _same(evolve(f"task_runner.max_workers = {workers}", *CHUNKS["chunk4"]),
+def test_a_thread_pool_gives_the_single_thread_records(evolve, single_thread, workers,
+                                                       assert_same_records):
+    assert_same_records(evolve(f"task_runner.max_workers = {workers}", *CHUNKS["chunk4"]),
           single_thread("chunk4"))
 
 
 @pytest.mark.parametrize("chunk", list(CHUNKS))
-def test_a_process_pool_gives_the_single_thread_records(evolve, single_thread, chunk):
-    _same(evolve("task_runner.kind = 'processes'", "task_runner.max_workers = 2",
+def test_a_process_pool_gives_the_single_thread_records(evolve, single_thread, chunk,
+                                                        assert_same_records):
+    assert_same_records(evolve("task_runner.kind = 'processes'", "task_runner.max_workers = 2",
                  *CHUNKS[chunk]), single_thread(chunk))
 

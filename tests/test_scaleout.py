@@ -170,14 +170,10 @@ def mlflow_server(tmp_path):
         log.close()
 
 
-def _records(run_dir: Path) -> list[dict]:
-    lines = (run_dir / "search.records.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines]
-
-
 @pytest.mark.slow
 def test_smoke_discover_on_two_dask_workers_logs_every_candidate_once_to_an_mlflow_server(
-    tmp_path, monkeypatch, mlflow_server, caplog, prefect_harness, empty_store
+    tmp_path, monkeypatch, mlflow_server, caplog, prefect_harness, empty_store,
+    search_records, assert_same_records
 ):
     """Also: the search's records are the single-thread run's, record for record (as each task
     runner's are in tests/test_runners.py; the local Dask cluster's case is this one)."""
@@ -238,9 +234,6 @@ def test_smoke_discover_on_two_dask_workers_logs_every_candidate_once_to_an_mlfl
     with prefect_harness():
         evolve_flow.with_options(task_runner=config.task_runner())(
             [SMOKE], params, str(tmp_path / "one_thread"), None, False)
-    records, expected = _records(run_dir), _records(tmp_path / "one_thread")
-    assert len(records) == len(expected) == 32
-    for got, want in zip(records, expected, strict=True):
-        assert (got["program"], got["fitness"], got["rejection"]) == (
-            want["program"], want["fitness"], want["rejection"]), got["index"]
-        assert got == want
+    records = search_records(run_dir)
+    assert len(records) == 32
+    assert_same_records(records, search_records(tmp_path / "one_thread"))
