@@ -89,27 +89,12 @@ def tf_evaluate(programs, task, scale, seed):
 
 
 def tuned(programs: dict[str, Program], task: str, n_grid: int, seeds: Sequence[int],
-          scale: float = 1.0, max_extend: int = 2):
-    """Per program: its best over a grid of ``n_grid`` multipliers x2 apart (``Tuned``).
-
-    A program whose best is at an edge is tried ``max_extend`` more steps past it; its row is
-    the better of the two, still marked at an edge when the best is the outermost one tried.
-    """
+          scale: float = 1.0):
+    """Per program: its best over a grid of ``n_grid`` multipliers x2 apart, grown two steps
+    past an edge that holds the best (``Tuned``)."""
     mults = [2.0 ** k for k in range(-(n_grid // 2), n_grid - n_grid // 2)]
-    rows = dict(zip(programs, tune(list(programs.values()), task, tf_evaluate, mults, seeds,
-                                   scale), strict=True))
-    for edge, step in ((mults[0], 0.5), (mults[-1], 2.0)):
-        names = [n for n, r in rows.items() if r.at_edge and r.multiplier == edge]
-        if not names or max_extend < 1:
-            continue
-        more = [edge * step ** k for k in range(1, max_extend + 1)]
-        for n, r in zip(names, tune([programs[n] for n in names], task, tf_evaluate,
-                                    [edge, *more], seeds, scale), strict=True):
-            if r.mean > rows[n].mean:
-                rows[n] = replace(r, at_edge=r.multiplier == more[-1])
-            else:
-                rows[n] = replace(rows[n], at_edge=False)  # the grid's edge, beaten past it
-    return rows
+    rows = tune(list(programs.values()), task, tf_evaluate, mults, seeds, scale, max_extend=2)
+    return dict(zip(programs, rows, strict=True))
 
 
 PROXY_FIELDS = {"scale": float, "n_seeds": int, "seed": int}

@@ -233,12 +233,34 @@ class Tuned:
 
 
 def tune(programs: Sequence[Program], task: str, evaluate: TaskEvaluate,
-         multipliers: Sequence[float], seeds: Sequence[int], scale: float = 1.0
-         ) -> list[Tuned]:
+         multipliers: Sequence[float], seeds: Sequence[int], scale: float = 1.0,
+         max_extend: int = 0) -> list[Tuned]:
     """Each program at every multiplier of the task's rate, on every seed (one evaluate call
     per seed): its best mean over seeds, the seed spread there, and whether that best is at
-    an edge of the grid (then a wider grid may do better)."""
+    an edge of the grid (then a wider grid may do better).
+
+    With ``max_extend`` > 0 the programs whose best is at an edge are also tried that many
+    steps past it (a step: the ratio of the two multipliers at that edge), all in one more
+    call per seed and side; a row keeps the better best and is at an edge only if that is the
+    outermost multiplier tried."""
     mults = sorted(multipliers)
+    out = _tune_grid(programs, task, evaluate, mults, seeds, scale)
+    if max_extend < 1 or len(mults) < 2:
+        return out
+    for edge, step in ((mults[0], mults[0] / mults[1]), (mults[-1], mults[-1] / mults[-2])):
+        at = [i for i, r in enumerate(out) if r.at_edge and r.multiplier == edge]
+        if not at:
+            continue
+        more = [edge * step ** k for k in range(1, max_extend + 1)]
+        rows = _tune_grid([programs[i] for i in at], task, evaluate, more, seeds, scale)
+        for i, r in zip(at, rows, strict=True):
+            out[i] = (replace(r, at_edge=r.multiplier == more[-1]) if r.mean > out[i].mean
+                      else replace(out[i], at_edge=False))  # the edge beat what lies past it
+    return out
+
+
+def _tune_grid(programs: Sequence[Program], task: str, evaluate: TaskEvaluate,
+               mults: Sequence[float], seeds: Sequence[int], scale: float) -> list[Tuned]:
     copies = [p.with_lr_scale(c) for p in programs for c in mults]
     runs = [[finite_or_worst(float(f)) for f in evaluate(copies, task, scale, s)] for s in seeds]
     out = []

@@ -12,7 +12,7 @@ from pipeline import seeds
 from pipeline.fitness import WORST
 from pipeline.numpy_tasks import LogisticRegression, Quadratic
 from pipeline.program import Program
-from pipeline.proxy import Proxy, calibrate, score
+from pipeline.proxy import Proxy, calibrate, score, tune
 
 # Real training on NumPy problems (the reference executor), under two registered task names
 # (the proxy checks names against pipeline.tasks; what trains here is the NumPy problem).
@@ -154,3 +154,16 @@ def test_the_search_records_the_winning_multiplier_of_each_candidate(tmp_path):
     assert {r.lr_multipliers[0] for r in trained} <= set(proxy.lr_multipliers)
     assert all(r.lr_multipliers == () for r in search.records if r.rejection)
     assert Search.resume(tmp_path / "search.json").records == search.records  # checkpointed
+
+
+def test_a_best_rate_at_the_grids_edge_grows_the_grid_past_it():
+    sgd = Program.parse("update = g * lr\n")
+    programs = [sgd, sgd.with_lr_scale(0.25)]
+    plain = tune(programs, "teacher", np_evaluate, [0.16, 0.32], [0, 1])
+    assert all(r.at_edge and r.multiplier == 0.32 for r in plain)
+    grown = tune(programs, "teacher", np_evaluate, [0.16, 0.32], [0, 1], max_extend=2)
+    # SGD's best was the edge: both steps past it (x0.64, x1.28) did worse, so it is inside now
+    assert grown[0] == dataclasses.replace(plain[0], at_edge=False)
+    # at a quarter of the step the same rule finds that best two steps up, still at the edge
+    assert grown[1].multiplier == 1.28 and grown[1].at_edge
+    assert grown[1].mean == pytest.approx(grown[0].mean) and grown[1].mean > plain[1].mean
