@@ -89,4 +89,3 @@ class TeacherDeep(TeacherRegression):
             k = n - self.n_val
             self._cache["data"] = TaskData(x[:k], y[:k], x[k:], y[k:])
         return self._cache["data"]
-
