@@ -80,6 +80,12 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
+def free_port():
+    """``free_port()``: a port on 127.0.0.1 that nothing listens on (yet)."""
+    return _free_port
+
+
+@pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory):
     """One Prefect server for this pytest process (each pytest-xdist worker its own), started
     on first use and stopped when the session ends; its database in a folder of its own.

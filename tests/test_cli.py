@@ -10,7 +10,6 @@ import json
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -241,10 +240,8 @@ def test_a_missing_model_or_run_in_a_store_is_one_line_and_changes_nothing(
 
 
 def test_an_unreachable_tracking_server_is_one_line_for_show_and_export(
-        tmp_path, monkeypatch, capsys):
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        uri = f"http://127.0.0.1:{s.getsockname()[1]}"
+        tmp_path, monkeypatch, capsys, free_port):
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     for argv in (["show", "models:/x@champion"],

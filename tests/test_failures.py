@@ -34,17 +34,12 @@ from pipeline.tracking_server import TrackingUnavailable, check_reachable
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # ---- unreachable at start ------------------------------------------------------------------
 
 
-def test_an_unreachable_tracking_server_is_a_clear_error_in_seconds_not_a_hang(tmp_path):
-    uri = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+def test_an_unreachable_tracking_server_is_a_clear_error_in_seconds_not_a_hang(tmp_path,
+                                                                              free_port):
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(ROOT),
            "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("MLFLOW_HTTP_REQUEST_MAX_RETRIES", None)  # MLflow's default: minutes of retries
@@ -86,8 +81,8 @@ class _Server:
     """``mlflow server`` on 127.0.0.1 with a sqlite store in ``root`` (``store`` copied there
     first, when given: its tables already created)."""
 
-    def __init__(self, root: Path, store: Path | None = None):
-        self.root, self.port = root, _free_port()
+    def __init__(self, root: Path, port: int, store: Path | None = None):
+        self.root, self.port = root, port
         self.uri = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
         if store is not None:
@@ -119,12 +114,12 @@ class _Server:
 
 class _Gate:
     """The only way to the server: a port of its own that forwards every connection to
-    ``port``. ``close()`` is an outage as a client sees one when the server dies: new
+    ``target_port``. ``close()`` is an outage as a client sees one when the server dies: new
     connections are refused and open ones cut. ``open()`` brings it back on the same port.
     (A real outage without restarting the server, which costs seconds of CPU each time.)"""
 
-    def __init__(self, port: int):
-        self.target, self.port = ("127.0.0.1", port), _free_port()
+    def __init__(self, target_port: int, port: int):
+        self.target, self.port = ("127.0.0.1", target_port), port
         self.uri = f"http://127.0.0.1:{self.port}"
         self.listener: socket.socket | None = None
         self.conns: set[socket.socket] = set()
@@ -185,16 +180,16 @@ def _cut(conn: socket.socket) -> None:
 
 
 @pytest.fixture
-def server(tmp_path, empty_store):
-    s = _Server(tmp_path, empty_store)
+def server(tmp_path, empty_store, free_port):
+    s = _Server(tmp_path, free_port(), empty_store)
     s.start()
     yield s
     s.stop()
 
 
 @pytest.fixture
-def gate(server):
-    g = _Gate(server.port)
+def gate(server, free_port):
+    g = _Gate(server.port, free_port())
     g.open()
     yield g
     g.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -127,16 +126,10 @@ def test_local_dask_workers_are_pointed_at_one_temporary_prefect_server(tmp_path
 # ---- smoke.gin on 2 Dask workers, tracked to an mlflow server --------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def mlflow_server(tmp_path):
+def mlflow_server(tmp_path, free_port):
     """An ``mlflow server`` on 127.0.0.1 with a sqlite backend store; its URI."""
-    port = _free_port()
+    port = free_port()
     root = tmp_path / "mlflow-server"
     root.mkdir()
     log = (root / "server.log").open("w")
